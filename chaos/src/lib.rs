@@ -1,0 +1,1 @@
+//! Fault-injection harness for an Urna cluster (built out by the chaos issue).

@@ -1,0 +1,2 @@
+//! Urna's wire types and client library (built out by the CLI issue).
+pub use urna_keyceremony as crypto;

@@ -1,0 +1,1 @@
+//! The Urna server (built out by the node issue).
