@@ -90,6 +90,11 @@ impl Transcript {
         self.bytes(h)
     }
 
+    /// The encoded bytes (used as a canonical encoding in its own right).
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.buf
+    }
+
     /// Finishes as `H`: SHA-256 of the encoding.
     pub fn digest(&self) -> Hash32 {
         Sha256::digest(&self.buf).into()

@@ -7,8 +7,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod election;
+pub mod elgamal;
 pub mod group;
 pub mod hash;
+pub mod manifest;
 pub mod proofs;
 pub mod verify;
 
