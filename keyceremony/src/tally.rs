@@ -16,7 +16,9 @@ use std::sync::atomic::{compiler_fence, Ordering};
 use blsttc::group::ff::Field;
 use blsttc::group::prime::PrimeCurveAffine;
 use blsttc::group::{Curve, Group};
-use blsttc::{Fr, G1Affine, G1Projective, PublicKey, PublicKeySet, SecretKeyShare, Signature, SignatureShare};
+use blsttc::{
+    Fr, G1Affine, G1Projective, PublicKey, PublicKeySet, SecretKeyShare, Signature, SignatureShare,
+};
 use rand::{CryptoRng, RngCore};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use zeroize::Zeroize;
@@ -757,8 +759,9 @@ mod tests {
             combine(&aggregate, &[(0, &pd)], 0),
             Err(TallyError::InvalidQuorum { quorum: 0 })
         );
-        // A share that does not belong to K_j is refused before anything is computed.
-        let other = sks.secret_key_share(1);
+        // A share that does not belong to K_j is refused before anything is computed. (With q = 1 every
+        // custodian holds the same share, so take one from another key set.)
+        let other = SecretKeySet::random(0, &mut rng).secret_key_share(0);
         assert_eq!(
             partial_decrypt(&ctx, 0, &other, &kj, &aggregate, &mut rng),
             Err(TallyError::WrongKeyShare)
