@@ -218,7 +218,9 @@ pub fn random_weight<R: RngCore + CryptoRng>(rng: &mut R) -> Fr {
 /// This is blsttc's convention (`secret_key_share(j)` and `public_key_share(j)` evaluate at `j + 1`), and
 /// the only way this crate maps custodians to evaluation points, so `x = 0` (the secret) is never used.
 pub fn x_of(j: usize) -> Fr {
-    Fr::from(j as u64 + 1)
+    // Added in the field, not in u64: `j + 1` in u64 overflows for j = u64::MAX (a panic in debug builds
+    // and, in release builds, a wrap to x = 0, the secret). Indices can come from untrusted input.
+    Fr::from(j as u64) + Fr::one()
 }
 
 /// Lagrange coefficients at 0 for the custodians with the given 0-based indices.
@@ -407,6 +409,13 @@ mod tests {
             assert_eq!(s, secret);
         }
         assert!(lagrange_at_zero(&[1, 1]).is_none());
+    }
+
+    #[test]
+    fn x_of_never_wraps_to_zero() {
+        assert_ne!(x_of(usize::MAX), Fr::zero());
+        assert_eq!(x_of(usize::MAX), Fr::from(u64::MAX) + Fr::one());
+        assert!(lagrange_at_zero(&[usize::MAX, 0]).is_some());
     }
 
     #[test]
