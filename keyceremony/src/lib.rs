@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod ceremony;
 pub mod election;
 pub mod elgamal;
 pub mod group;
