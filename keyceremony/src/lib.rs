@@ -14,6 +14,7 @@ pub mod group;
 pub mod hash;
 pub mod manifest;
 pub mod proofs;
+pub mod sharefile;
 pub mod verify;
 
 pub use blsttc;
