@@ -1973,3 +1973,59 @@ pub mod hex_sig_share {
         blsttc::SignatureShare::from_bytes(arr).map_err(serde::de::Error::custom)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha20Rng;
+
+    #[test]
+    fn constant_term_matches_the_first_commitment() {
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        let poly = Poly::random(3, &mut rng);
+        let a0 = constant_term(&poly).unwrap();
+        let commitment = poly.commitment().to_bytes();
+        assert_eq!(
+            g_mul(&a0).to_affine().to_compressed()[..],
+            commitment[..crate::group::POINT_SIZE]
+        );
+    }
+
+    #[test]
+    fn encrypted_shares_are_bound_to_election_dealer_and_recipient() {
+        let mut rng = ChaCha20Rng::seed_from_u64(2);
+        let sk: SecretKey = rng.gen();
+        let pk = IdentityKey(sk.public_key());
+        let q = [7u8; 32];
+        let (a, b) = (Fr::from(11u64), Fr::from(13u64));
+        let ct = encrypt_share(&pk, &q, 1, 2, &a, &b, &mut rng);
+        assert_eq!(decrypt_share(&sk, &q, 1, 2, &ct).unwrap(), (a, b));
+        for (qq, i, j) in [([8u8; 32], 1, 2), (q, 0, 2), (q, 1, 3)] {
+            assert_eq!(
+                decrypt_share(&sk, &qq, i, j, &ct),
+                Err(CeremonyError::Undecryptable {
+                    dealer: i,
+                    recipient: j
+                })
+            );
+        }
+        let other: SecretKey = rng.gen();
+        assert!(decrypt_share(&other, &q, 1, 2, &ct).is_err());
+    }
+
+    #[test]
+    fn signed_statement_binds_sender_counterpart_and_payload() {
+        let q = [1u8; 32];
+        let ack = |d| MessageBody::Ack(Ack { dealer: d });
+        let base = signed_statement(&q, 0, &ack(1));
+        assert_ne!(base, signed_statement(&q, 2, &ack(1)));
+        assert_ne!(base, signed_statement(&q, 0, &ack(2)));
+        assert_ne!(base, signed_statement(&[2u8; 32], 0, &ack(1)));
+        let complaint = MessageBody::Complaint(Complaint {
+            dealer: 1,
+            kind: PolyKind::Encryption,
+        });
+        assert_ne!(base, signed_statement(&q, 0, &complaint));
+    }
+}
