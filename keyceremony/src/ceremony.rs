@@ -451,6 +451,9 @@ pub enum CeremonyError {
         /// Which key.
         kind: PolyKind,
     },
+    /// Stored secrets belong to another election (their base hash differs).
+    #[error("these secrets belong to another election")]
+    WrongElection,
     /// The step needs keys that have not been derived yet.
     #[error("the election keys have not been derived yet")]
     NotDerived,

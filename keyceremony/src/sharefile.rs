@@ -22,8 +22,8 @@ use rand::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use crate::ceremony::{CustodianSecrets, DealerPolys};
-use crate::election::{hex_32, IdentityKey};
+use crate::ceremony::{CeremonyError, Custodian, CustodianSecrets, DealerPolys};
+use crate::election::{hex_32, ElectionParams, IdentityKey};
 use crate::hash::{Hash32, Transcript};
 
 /// The file's format marker.
@@ -154,6 +154,42 @@ impl fmt::Debug for ElectionSecrets {
             .field("has_polys", &self.polys.is_some())
             .field("has_shares", &self.shares.is_some())
             .finish_non_exhaustive()
+    }
+}
+
+impl ElectionSecrets {
+    /// Captures a custodian's per-election secrets (transport key, dealt polynomials, derived shares)
+    /// for storage in its file.
+    pub fn from_custodian(
+        params: &ElectionParams,
+        custodian: &Custodian,
+        shares: Option<&CustodianSecrets>,
+    ) -> Self {
+        ElectionSecrets {
+            election_id: params.election_id.clone(),
+            base_hash: params.base_hash(),
+            index: custodian.index(),
+            transport: custodian.transport_secret().clone(),
+            polys: custodian.polys().cloned(),
+            shares: shares.cloned(),
+        }
+    }
+
+    /// Rebuilds the custodian's ceremony driver from stored secrets, checking that they belong to the
+    /// election of `params` and that `identity` is the registered key.
+    pub fn custodian(
+        &self,
+        identity: &SecretKey,
+        params: &ElectionParams,
+    ) -> Result<Custodian, CeremonyError> {
+        if params.base_hash() != self.base_hash {
+            return Err(CeremonyError::WrongElection);
+        }
+        let mut c = Custodian::with_transport(identity.clone(), self.transport.clone(), self.index, params)?;
+        if let Some(p) = &self.polys {
+            c.set_polys(p.clone());
+        }
+        Ok(c)
     }
 }
 

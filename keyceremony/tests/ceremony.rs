@@ -712,3 +712,43 @@ mod cli {
         assert!(String::from_utf8_lossy(&out.stdout).contains("Examples:"));
     }
 }
+
+#[test]
+fn custodian_state_survives_the_share_file_mid_ceremony() {
+    use urna_keyceremony::sharefile::{self, CustodianFile, ElectionSecrets, KdfParams};
+    let mut run = Run::new(4, 3, 11);
+    run.join_all();
+    run.deal(&[0, 1, 2, 3]);
+    run.check_all();
+    // Custodian 2 stops after dealing: its transport key and polynomials go to its file.
+    let (_, keys, _) = setup(4, 3, 11);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c2.key");
+    let file = CustodianFile {
+        identity: keys[2].clone(),
+        elections: vec![ElectionSecrets::from_custodian(
+            &run.params,
+            &run.custodians[2],
+            None,
+        )],
+    };
+    let kdf = KdfParams::insecure_for_tests();
+    sharefile::create(&path, &file, b"pw", kdf, &mut run.rng).unwrap();
+    // It comes back, derives the same shares, and stores them.
+    let back = sharefile::read(&path, b"pw").unwrap();
+    let restored = back.elections[0].custodian(&back.identity, &run.params).unwrap();
+    let secrets = restored.derive(&run.state).unwrap();
+    assert_eq!(secrets, run.custodians[2].derive(&run.state).unwrap());
+    let mut updated = back.clone();
+    updated.elections[0] = ElectionSecrets::from_custodian(&run.params, &restored, Some(&secrets));
+    sharefile::write(&path, &updated, b"pw", kdf, &mut run.rng).unwrap();
+    let again = sharefile::read(&path, b"pw").unwrap();
+    assert_eq!(again.elections[0].shares.as_ref(), Some(&secrets));
+    // Stored secrets refuse another election.
+    let (mut other, _, _) = setup(4, 3, 11);
+    other.election_id = "another".into();
+    assert!(matches!(
+        again.elections[0].custodian(&again.identity, &other),
+        Err(CeremonyError::WrongElection)
+    ));
+}
