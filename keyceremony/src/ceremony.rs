@@ -421,6 +421,20 @@ pub enum CeremonyError {
         /// The custodian.
         index: usize,
     },
+    /// The current phase has no deadline to advance past.
+    #[error("the {phase} phase has no deadline to advance past")]
+    NoDeadline {
+        /// The current phase.
+        phase: Phase,
+    },
+    /// An encrypted share has the wrong size for a share pair.
+    #[error("custodian {dealer}'s encrypted share for custodian {recipient} is malformed")]
+    MalformedShare {
+        /// The dealer.
+        dealer: usize,
+        /// The recipient.
+        recipient: usize,
+    },
     /// An advance before the current phase's deadline.
     #[error("the {phase} phase's deadline {deadline} has not passed (now {now})")]
     DeadlineNotReached {
@@ -1094,6 +1108,14 @@ impl CeremonyState {
         if expected != got {
             return Err(CeremonyError::ShareRecipients { dealer });
         }
+        for s in &deal.shares {
+            if s.ciphertext.to_bytes().len() != SHARE_CIPHERTEXT_LEN {
+                return Err(CeremonyError::MalformedShare {
+                    dealer,
+                    recipient: s.recipient,
+                });
+            }
+        }
         Ok(())
     }
 
@@ -1292,10 +1314,7 @@ impl CeremonyState {
     pub fn advance(&mut self, now: i64) -> Result<(), CeremonyError> {
         self.check_live()?;
         let Some(deadline) = self.deadlines.of(self.phase) else {
-            return Err(CeremonyError::NotInPhase {
-                expected: Phase::Confirm,
-                phase: self.phase,
-            });
+            return Err(CeremonyError::NoDeadline { phase: self.phase });
         };
         if now < deadline {
             return Err(CeremonyError::DeadlineNotReached {
@@ -1474,6 +1493,8 @@ pub fn rehearsal_ciphertext(transcript_hash: &Hash32, key: &Point) -> Result<Cip
 
 /// Length of the plaintext of an encrypted share: header hash and two scalars.
 const SHARE_PLAINTEXT_LEN: usize = 32 + 2 * 32;
+/// Length of an encrypted share pair: blsttc's `U` (G1), `W` (G2) and the masked plaintext.
+const SHARE_CIPHERTEXT_LEN: usize = blsttc::PK_SIZE + blsttc::SIG_SIZE + SHARE_PLAINTEXT_LEN;
 
 fn share_header(base_hash: &Hash32, dealer: usize, recipient: usize) -> Hash32 {
     Transcript::new(TAG_SHARE)

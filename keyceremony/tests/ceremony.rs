@@ -210,14 +210,24 @@ fn full_ceremony_five_custodians_quorum_three() {
         .map(|(j, lj)| ct.alpha.proj() * (share_scalar(&secrets[j].encryption_share).unwrap() * lj))
         .sum();
     assert_eq!((ct.beta.proj() - m).to_affine(), g().to_affine());
+    assert_eq!(
+        run.state.advance(i64::MAX),
+        Err(CeremonyError::NoDeadline {
+            phase: Phase::Rehearsal
+        })
+    );
     run.state.complete_rehearsal(1).unwrap();
     assert_eq!(run.state.phase(), Phase::Complete);
+    assert_eq!(run.state.advance(i64::MAX), Err(CeremonyError::AlreadyComplete));
     assert!(matches!(
         run.state.apply(&run.custodians[0].join()),
         Err(CeremonyError::AlreadyComplete)
     ));
 
-    // The state survives a serde roundtrip.
+    // Messages and the state survive a serde roundtrip.
+    let deal = run.custodians[0].deal(&run.state, &mut run.rng).unwrap();
+    let back: SignedCeremonyMessage = serde_json::from_str(&serde_json::to_string(&deal).unwrap()).unwrap();
+    assert_eq!(back, deal);
     let json = serde_json::to_string(&run.state).unwrap();
     let back: CeremonyState = serde_json::from_str(&json).unwrap();
     assert_eq!(back, run.state);
