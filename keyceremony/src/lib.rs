@@ -8,12 +8,14 @@
 #![warn(missing_docs)]
 
 pub mod board;
+pub mod ceremony;
 pub mod election;
 pub mod elgamal;
 pub mod group;
 pub mod hash;
 pub mod manifest;
 pub mod proofs;
+pub mod sharefile;
 pub mod tally;
 pub mod verify;
 
