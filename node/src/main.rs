@@ -1,0 +1,2 @@
+//! `urna-node` (the server binary; wired up in a following change).
+fn main() {}
