@@ -125,6 +125,22 @@ election_max_ms = 600
         }
     }
 
+    /// Sends SIGTERM and waits (under the deadline) for a successful exit.
+    async fn terminate_and_wait(&self, mut child: Child) {
+        let ok = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let status = wait_for("exit after SIGTERM", || {
+            let r = child.try_wait().unwrap();
+            async move { r }
+        })
+        .await;
+        assert!(status.success(), "exit status after SIGTERM: {status}");
+    }
+
     async fn get(&self, id: u64, path: &str) -> Option<(u16, Value)> {
         let r = self
             .http
@@ -327,6 +343,28 @@ async fn three_nodes_replicate_fail_over_and_catch_up() {
     assert_eq!((code, v["error"]["code"].as_str()), (400, Some("bad_request")));
     let (code, _) = c.get(1, "/v1/digest?index=100000").await.unwrap();
     assert_eq!(code, 404);
+    // Apply is the judge: a note refused by apply is a recorded no-op with its code relayed (409),
+    // and it still advances the digest on every node.
+    let (code, v) = c
+        .post(2, "/v1/notes", ADMIN, json!({"text": "x".repeat(5000)}))
+        .await
+        .unwrap();
+    assert_eq!(
+        (code, v["error"]["code"].as_str()),
+        (409, Some("note_too_long")),
+        "{v}"
+    );
+    let (after_reject, d2) = c.converged(&[1, 2, 3], last + 1).await;
+    assert_ne!(d2, digest);
+    last = after_reject;
+    // Body size limit: JSON 413.
+    let big = json!({"text": "y".repeat(2 * 1024 * 1024)});
+    let (code, v) = c.post(1, "/v1/notes", ADMIN, big).await.unwrap();
+    assert_eq!(
+        (code, v["error"]["code"].as_str()),
+        (413, Some("too_large")),
+        "{v}"
+    );
 
     // SIGKILL the leader: writes continue after re-election.
     c.kill(leader);
@@ -351,6 +389,10 @@ async fn three_nodes_replicate_fail_over_and_catch_up() {
         digests.push(c.get(id, "/v1/digest?index=3").await.unwrap().1["digest"].clone());
     }
     assert!(digests.iter().all(|d| *d == digests[0]), "{digests:?}");
+
+    // SIGTERM: a clean, successful exit.
+    let child = c.nodes[leader as usize - 1].child.take().unwrap();
+    c.terminate_and_wait(child).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -384,7 +426,10 @@ async fn lagging_follower_catches_up_by_snapshot() {
     let s = c.status(follower).await.unwrap();
     assert!(s["snapshot_index"].as_u64().unwrap() > before, "{s}");
     let log = std::fs::read_to_string(&c.node(follower).log).unwrap();
-    assert!(log.contains("installed snapshot"), "the follower should have installed a snapshot");
+    assert!(
+        log.contains("installed snapshot"),
+        "the follower should have installed a snapshot"
+    );
     // The installed snapshot carried the digest history from before the follower's crash onwards.
     let (code, v) = c
         .get(follower, &format!("/v1/digest?index={}", before + 3))
@@ -396,4 +441,91 @@ async fn lagging_follower_catches_up_by_snapshot() {
         .await
         .unwrap();
     assert_eq!(v["digest"], w["digest"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn learner_joins_is_promoted_and_a_voter_is_removed() {
+    let mut c = Cluster::new(4, "");
+    for id in 1..=4 {
+        c.start(id);
+    }
+    for id in 1..=4 {
+        wait_for("healthz", || async {
+            c.get(id, "/healthz").await.filter(|(s, _)| *s == 200)
+        })
+        .await;
+    }
+    let members: serde_json::Map<String, Value> = (1..=3)
+        .map(|i| (i.to_string(), json!(format!("127.0.0.1:{}", c.node(i).port))))
+        .collect();
+    let (code, v) = c
+        .post(1, "/v1/cluster/init", OPS, json!({ "members": members }))
+        .await
+        .unwrap();
+    assert_eq!(code, 200, "{v}");
+    let (code, v) = c.post(1, "/v1/cluster/init", OPS, json!({})).await.unwrap();
+    assert_eq!(
+        (code, v["error"]["code"].as_str()),
+        (409, Some("already_initialized")),
+        "{v}"
+    );
+    let leader = c.leader(&[1, 2, 3]).await;
+    let follower = (1..=3).find(|i| *i != leader).unwrap();
+    c.write_note(follower, "before the learner").await;
+
+    // Cluster operations need the cluster role.
+    let (code, _) = c
+        .post(
+            follower,
+            "/v1/cluster/learners",
+            ADMIN,
+            json!({"id": 4, "addr": "x:1"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(code, 403);
+    // Add node 4 as a learner through a follower (forwarded), then promote it.
+    let addr4 = format!("127.0.0.1:{}", c.node(4).port);
+    let (code, v) = c
+        .post(
+            follower,
+            "/v1/cluster/learners",
+            OPS,
+            json!({"id": 4, "addr": addr4}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(code, 200, "{v}");
+    let (code, v) = c
+        .post(
+            follower,
+            "/v1/cluster/membership",
+            OPS,
+            json!({"members": [1, 2, 3, 4]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(code, 200, "{v}");
+    let last = c.write_note(4, "through the new voter").await["index"]
+        .as_u64()
+        .unwrap();
+    c.converged(&[1, 2, 3, 4], last).await;
+    let (code, v) = c.get(leader, "/v1/cluster").await.unwrap();
+    assert_eq!(code, 200);
+    assert_eq!(v["voters"], json!([1, 2, 3, 4]), "{v}");
+
+    // Remove a voter that is not the leader.
+    let gone = (1..=4).find(|i| *i != leader && *i != 4).unwrap();
+    let keep: Vec<u64> = (1..=4).filter(|i| *i != gone).collect();
+    let (code, v) = c
+        .post(leader, "/v1/cluster/membership", OPS, json!({"members": keep}))
+        .await
+        .unwrap();
+    assert_eq!(code, 200, "{v}");
+    let last = c.write_note(leader, "after removal").await["index"]
+        .as_u64()
+        .unwrap();
+    c.converged(&keep, last).await;
+    let (_, v) = c.get(leader, "/v1/cluster").await.unwrap();
+    assert_eq!(v["voters"], json!(keep), "{v}");
 }

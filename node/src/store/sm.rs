@@ -60,6 +60,8 @@ struct Inner {
     db: sled::Db,
     meta: sled::Tree,
     snapshot: sled::Tree,
+    /// `sm/digests` (also the first of `data_trees`).
+    digests: sled::Tree,
     /// `sm/digests` first, then the application trees, in declaration order.
     data_trees: Vec<(String, sled::Tree)>,
     app_names: &'static [&'static str],
@@ -149,8 +151,12 @@ pub struct SmHandle {
 impl SmHandle {
     /// The digest after applying the entry at `index`, if this node has applied it.
     pub fn digest_at(&self, index: u64) -> StorageResult<Option<Digest>> {
-        let tree = &self.inner.data_trees[0].1;
-        match tree.get(index.to_be_bytes()).map_err(|e| sm_read(&e))? {
+        match self
+            .inner
+            .digests
+            .get(index.to_be_bytes())
+            .map_err(|e| sm_read(&e))?
+        {
             Some(v) => {
                 let d: Digest = v.as_ref().try_into().map_err(|e| sm_read(&e))?;
                 Ok(Some(d))
@@ -178,7 +184,8 @@ impl StateMachineStore {
     pub(crate) fn new(db: &sled::Db, app: Arc<dyn Application>) -> StorageResult<Self> {
         let open = |name: &str| db.open_tree(name).map_err(|e| sm_read(&e));
         let app_names = app.tree_names();
-        let mut data_trees = vec![(DIGESTS.to_string(), open(DIGESTS)?)];
+        let digests = open(DIGESTS)?;
+        let mut data_trees = vec![(DIGESTS.to_string(), digests.clone())];
         for n in app_names {
             let name = format!("app/{n}");
             let t = open(&name)?;
@@ -189,6 +196,7 @@ impl StateMachineStore {
                 db: db.clone(),
                 meta: open("sm/meta")?,
                 snapshot: open("sm/snapshot")?,
+                digests,
                 data_trees,
                 app_names,
                 snapshot_lock: tokio::sync::Mutex::new(()),
