@@ -11,6 +11,7 @@
 // openraft's error types (StorageError, RaftError) are large by design; boxing them at every storage
 // boundary would only fight the trait signatures.
 #![allow(clippy::result_large_err)]
+#![warn(missing_docs)]
 
 pub mod api;
 pub mod command;

@@ -455,6 +455,16 @@ async fn learner_joins_is_promoted_and_a_voter_is_removed() {
         })
         .await;
     }
+    // An uninitialized node knows no leader: 503 no_leader.
+    let (code, v) = c
+        .post(4, "/v1/notes", ADMIN, json!({"text": "too early"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        (code, v["error"]["code"].as_str()),
+        (503, Some("no_leader")),
+        "{v}"
+    );
     let members: serde_json::Map<String, Value> = (1..=3)
         .map(|i| (i.to_string(), json!(format!("127.0.0.1:{}", c.node(i).port))))
         .collect();
@@ -472,6 +482,24 @@ async fn learner_joins_is_promoted_and_a_voter_is_removed() {
     let leader = c.leader(&[1, 2, 3]).await;
     let follower = (1..=3).find(|i| *i != leader).unwrap();
     c.write_note(follower, "before the learner").await;
+    // Forwarding is one hop: a forwarded write landing on a follower gets 503 with the leader hint.
+    let r = c
+        .http
+        .post(c.url(follower, "/v1/notes"))
+        .bearer_auth(ADMIN)
+        .header("x-urna-forwarded-by", "9")
+        .json(&json!({"text": "second hop"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "not_leader", "{v}");
+    assert_eq!(v["error"]["leader"]["id"].as_u64(), Some(leader), "{v}");
+    assert_eq!(
+        v["error"]["leader"]["addr"].as_str(),
+        Some(format!("127.0.0.1:{}", c.node(leader).port).as_str())
+    );
 
     // Cluster operations need the cluster role.
     let (code, _) = c
