@@ -7,6 +7,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod ballot;
+pub mod credential;
 pub mod election;
 pub mod elgamal;
 pub mod group;
