@@ -222,11 +222,13 @@ impl BallotContext {
             .bytes(&credential.to_bytes())
     }
 
-    /// Largest JSON encoding a valid ballot for this manifest can have (generous: hex of every point and
-    /// scalar plus field names), so oversized input is refused before parsing.
+    /// Largest JSON encoding accepted for this manifest, so oversized input is refused before parsing.
+    ///
+    /// About twice the compact size of a valid ballot (hex of every point and scalar plus field names),
+    /// which leaves room for pretty-printed JSON.
     pub fn max_json_bytes(&self) -> usize {
-        const BRANCH: usize = 2 * 96 + 2 * 64 + 64;
-        const SELECTION: usize = 2 * 96 + 64 + 2 * BRANCH;
+        const BRANCH: usize = 2 * (2 * 96 + 2 * 64 + 64);
+        const SELECTION: usize = 2 * (2 * 96 + 64) + 2 * BRANCH;
         let mut total = 1024;
         for c in &self.manifest.contests {
             let branches = (c.max_selections - c.min_selections + 1) as usize;
