@@ -17,6 +17,7 @@ pub mod group;
 pub mod hash;
 pub mod manifest;
 pub mod proofs;
+pub mod record;
 pub mod sharefile;
 pub mod tally;
 pub mod verify;
