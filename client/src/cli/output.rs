@@ -39,13 +39,11 @@ impl Table {
         let mut out = String::new();
         for r in std::iter::once(&self.header).chain(&self.rows) {
             let mut line = String::new();
-            for i in 0..cols {
+            for (i, w) in widths.iter().enumerate() {
                 let c = r.get(i).map(String::as_str).unwrap_or("");
-                if i + 1 == cols {
-                    line.push_str(c);
-                } else {
-                    line.push_str(c);
-                    line.push_str(&" ".repeat(widths[i] - c.chars().count() + 2));
+                line.push_str(c);
+                if i + 1 < cols {
+                    line.push_str(&" ".repeat(w - c.chars().count() + 2));
                 }
             }
             out.push_str(line.trim_end());
