@@ -172,6 +172,34 @@ fn flip_hex(v: &mut Value, first: bool) {
     *v = Value::String(chars.into_iter().collect());
 }
 
+/// Serves `body` (200, JSON) to one HTTP request on a free port; returns the URL and the request line.
+fn serve_once(body: Vec<u8>) -> (String, std::thread::JoinHandle<String>) {
+    use std::io::{BufRead, BufReader, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    let h = std::thread::spawn(move || {
+        let (s, _) = l.accept().unwrap();
+        let mut r = BufReader::new(s);
+        let mut request = String::new();
+        r.read_line(&mut request).unwrap();
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                break;
+            }
+        }
+        let mut s = r.into_inner();
+        let head = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(&body).unwrap();
+        request
+    });
+    (url, h)
+}
+
 fn verify_file(dir: &Path, name: &str, record: &Value) -> (Run, Run) {
     let path = dir.join(name);
     std::fs::write(&path, serde_json::to_vec(record).unwrap()).unwrap();
@@ -242,6 +270,17 @@ fn verify_accepts_the_honest_record_and_names_the_check_that_catches_tampering()
     assert_eq!(json.code, 0);
     assert_eq!(v["passed"], Value::Bool(true));
     assert_eq!(v["election"], Value::String("test-2026".into()));
+
+    // The same record fetched from a node (`--node URL --election ID`): here a one-shot HTTP server.
+    let fetched = serve_once(serde_json::to_vec(&honest).unwrap_or_default());
+    let r = urna(["--node", &fetched.0, "verify", "--election", "test-2026"]);
+    assert_eq!(r.code, 0, "{}", r.both());
+    assert!(r.stdout.contains("Verdict: VALID"), "{}", r.stdout);
+    let request = fetched.1.join().unwrap_or_default();
+    assert!(
+        request.starts_with("GET /v1/elections/test-2026/record "),
+        "{request}"
+    );
 
     // One byte of a ballot (its signature) changed.
     let mut r = honest.clone();
