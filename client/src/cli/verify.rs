@@ -74,7 +74,8 @@ pub fn run(g: &Globals, a: VerifyArgs) -> CmdResult {
             (path.display().to_string(), bytes)
         }
         (None, Some(id)) => {
-            let client = g.client()?;
+            // A large election's record takes a while to stream.
+            let client = g.client()?.with_timeout(std::time::Duration::from_secs(600))?;
             let bytes = block_on(client.election_record_bytes(id))??;
             (format!("election {id} from {}", client.nodes().join(", ")), bytes)
         }
