@@ -6,7 +6,9 @@ use blsttc::group::Group;
 use blsttc::{Fr, G1Projective};
 use serde::{Deserialize, Serialize};
 
-use crate::group::{g_mul, DecodeError, Point};
+use subtle::{ConditionallySelectable, ConstantTimeEq};
+
+use crate::group::{g, g_mul, DecodeError, Point};
 use crate::hash::Transcript;
 use crate::proofs::KeyTable;
 
@@ -20,12 +22,20 @@ pub struct Ciphertext {
 }
 
 impl Ciphertext {
-    /// Encrypts the small value `v` with nonce `rho` under the key of `key` (constant time in `v`
-    /// and `rho`).
+    /// Encrypts the small value `v` with nonce `rho` under the key of `key` (constant time in `rho`,
+    /// and in `v` among the selection values 0 and 1).
+    ///
+    /// For `v` in {0, 1} (every ballot option) `g^v` is a constant-time choice between the identity and
+    /// g, which saves a full fixed-base multiplication per option; larger values use the table.
     pub fn encrypt(key: &KeyTable, v: u64, rho: &Fr) -> Result<Self, DecodeError> {
+        let g_v = if v <= 1 {
+            G1Projective::conditional_select(&G1Projective::identity(), &g(), v.ct_eq(&1))
+        } else {
+            g_mul(&Fr::from(v))
+        };
         Ok(Ciphertext {
             alpha: Point::from_proj(&g_mul(rho))?,
-            beta: Point::from_proj(&(g_mul(&Fr::from(v)) + key.table.mul(rho)))?,
+            beta: Point::from_proj(&(g_v + key.table.mul(rho)))?,
         })
     }
 

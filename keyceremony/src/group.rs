@@ -248,51 +248,78 @@ pub fn lagrange_at_zero(indices: &[usize]) -> Option<Vec<Fr>> {
     Some(out)
 }
 
+/// Bits per signed digit of a [`FixedBase`] multiplication.
+const FB_WINDOW_BITS: usize = 6;
+/// Entries per window: the multiples 1..=2^(bits-1).
+const FB_ROW: usize = 1 << (FB_WINDOW_BITS - 1);
+/// Windows: enough to cover 256 bits, so the top window of a scalar below r < 2^255 never carries out.
+const FB_WINDOWS: usize = 256usize.div_ceil(FB_WINDOW_BITS);
+
 /// Fixed-base precomputation for one base (g or an election key), with constant-time lookups.
 ///
-/// The scalar is cut into 64 windows of 4 bits; window i holds `d * 16^i * B` for d in 0..16, so a
-/// multiplication is 64 mixed additions. The entry of each window is selected by scanning all 16 entries
-/// with a constant-time conditional move, so the memory access pattern does not depend on the scalar (the
-/// scalar may be a secret nonce or share).
+/// The scalar is recoded into 43 signed digits of 6 bits, `d_i` in `[-32, 31]`; window i holds
+/// `d * 64^i * B` for d in 1..=32, so a multiplication is 43 mixed additions (a third fewer than unsigned
+/// 4-bit windows). The entry of each window is selected by scanning all its entries with a constant-time
+/// conditional move, and negated by a constant-time conditional move, so neither the memory access
+/// pattern nor the branches depend on the scalar (which may be a secret nonce or share).
 pub struct FixedBase {
-    windows: Vec<[G1Affine; 16]>,
+    windows: Vec<[G1Affine; FB_ROW]>,
 }
 
 impl FixedBase {
-    /// Number of 4-bit windows covering a 256-bit scalar.
-    const WINDOWS: usize = 64;
-
-    /// Precomputes the tables for `base` (about 100 KB, a few milliseconds).
+    /// Precomputes the tables for `base` (about 130 KB, a few milliseconds).
     pub fn new(base: &G1Projective) -> Self {
-        let mut windows = Vec::with_capacity(Self::WINDOWS);
+        let mut windows = Vec::with_capacity(FB_WINDOWS);
         let mut b = *base;
-        for _ in 0..Self::WINDOWS {
-            let mut row = [G1Projective::identity(); 16];
-            for d in 1..16 {
+        for _ in 0..FB_WINDOWS {
+            // row[j] = (j + 1) * b.
+            let mut row = [b; FB_ROW];
+            for d in 1..FB_ROW {
                 row[d] = row[d - 1] + b;
             }
-            let mut affine = [G1Affine::identity(); 16];
+            let mut affine = [G1Affine::identity(); FB_ROW];
             G1Projective::batch_normalize(&row, &mut affine);
             windows.push(affine);
-            // Next window's base: 16 * b.
-            for _ in 0..4 {
+            // Next window's base: 2^bits * b.
+            for _ in 0..FB_WINDOW_BITS {
                 b = b.double();
             }
         }
         FixedBase { windows }
     }
 
+    /// The signed digits of `k` in radix 2^bits, least significant first, computed without branches.
+    fn signed_digits(k: &Fr) -> [i8; FB_WINDOWS] {
+        let mut bytes = [0u8; 34];
+        bytes[..32].copy_from_slice(&k.to_bytes_le());
+        let mut digits = [0i8; FB_WINDOWS];
+        let mut carry = 0u32;
+        let full = 1u32 << FB_WINDOW_BITS;
+        for (i, digit) in digits.iter_mut().enumerate() {
+            let bit = i * FB_WINDOW_BITS;
+            let pair = u32::from(bytes[bit / 8]) | (u32::from(bytes[bit / 8 + 1]) << 8);
+            let d = ((pair >> (bit % 8)) & (full - 1)) + carry; // 0..=full
+            carry = (d + full / 2) >> FB_WINDOW_BITS; // 1 when d >= full / 2
+            *digit = (d as i32 - (carry * full) as i32) as i8; // -full/2..full/2
+        }
+        digits
+    }
+
     /// `k * B` in constant time with respect to `k`.
     pub fn mul(&self, k: &Fr) -> G1Projective {
-        let bytes = k.to_bytes_le();
+        let digits = Self::signed_digits(k);
         let mut acc = G1Projective::identity();
-        for (i, row) in self.windows.iter().enumerate() {
-            let byte = bytes[i / 2];
-            let digit = if i % 2 == 0 { byte & 0x0f } else { byte >> 4 };
+        for (row, &d) in self.windows.iter().zip(digits.iter()) {
+            let mask = d >> 7; // all ones when negative
+            let abs = ((d ^ mask) - mask) as u8; // 0..=FB_ROW
+            let negative = subtle::Choice::from((mask & 1) as u8);
             let mut sel = G1Affine::identity();
-            for (d, entry) in row.iter().enumerate() {
-                sel.conditional_assign(entry, (d as u8).ct_eq(&digit));
+            for (j, entry) in row.iter().enumerate() {
+                sel.conditional_assign(entry, (j as u8 + 1).ct_eq(&abs));
             }
+            // A negative digit has abs >= 1, so `sel` is never the identity when negated.
+            let negated = -sel;
+            sel.conditional_assign(&negated, negative);
             acc += sel;
         }
         acc
@@ -378,13 +405,16 @@ mod tests {
         let mut rng = ChaCha20Rng::seed_from_u64(2);
         let base = g() * random_scalar(&mut rng);
         let table = FixedBase::new(&base);
-        for k in [
-            Fr::zero(),
-            Fr::one(),
-            -Fr::one(),
-            Fr::from(15u64),
-            Fr::from(16u64),
-        ] {
+        let mut edge = vec![Fr::zero(), Fr::one(), -Fr::one(), -Fr::from(16u64)];
+        // Digit boundaries: 15, 16, 17, 31, 32, 33 times powers of 32, and the same negated.
+        for shift in [0u32, 5, 6, 60, 250, 252] {
+            for d in [15u64, 16, 17, 31, 32, 33, 63, 64, 65] {
+                let v = Fr::from(d) * Fr::from(2u64).pow_vartime([shift as u64]);
+                edge.push(v);
+                edge.push(-v);
+            }
+        }
+        for k in edge {
             assert_eq!(table.mul(&k), base * k);
         }
         for _ in 0..20 {

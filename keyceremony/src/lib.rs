@@ -7,8 +7,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod ballot;
 pub mod board;
 pub mod ceremony;
+pub mod credential;
 pub mod election;
 pub mod elgamal;
 pub mod group;

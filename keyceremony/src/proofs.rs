@@ -51,7 +51,10 @@ pub enum ProofError {
 }
 
 /// Largest number of branches a range proof may have (bounds work done on untrusted input).
-pub const MAX_RANGE_BRANCHES: u64 = 64;
+///
+/// A contest of `MAX_OPTIONS` options with `0 <= sum <= MAX_OPTIONS` needs `MAX_OPTIONS + 1` branches, and
+/// such a manifest is valid, so the bound must admit it.
+pub const MAX_RANGE_BRANCHES: u64 = crate::manifest::limits::MAX_OPTIONS as u64 + 1;
 
 /// Proof of knowledge of `x` such that `X = g^x`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
