@@ -44,6 +44,7 @@ pub async fn run_with(
         http: reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
             .build()?,
+        contexts: Arc::new(Default::default()),
     };
     let router = api::router(state, config.max_body_bytes);
     let listener = tokio::net::TcpListener::bind(&config.listen)

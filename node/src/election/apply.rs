@@ -290,7 +290,7 @@ fn add_roll(tx: &Tx, id: &str, creds: &[PublicCredential]) -> Step<(Reply, Optio
     ))
 }
 
-fn ceremony_code(e: &CeremonyError) -> &'static str {
+pub(crate) fn ceremony_code(e: &CeremonyError) -> &'static str {
     match e {
         CeremonyError::BadSignature { .. } => "bad_signature",
         CeremonyError::BadProof { .. }

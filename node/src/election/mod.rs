@@ -7,7 +7,9 @@
 //! cluster tests run against the production application.
 
 pub mod apply;
+pub mod precheck;
 pub mod state;
+pub mod view;
 
 use crate::store::{AppTrees, Application, ApplyContext, ApplyError, NotesApp, Outcome, Request};
 
