@@ -1,0 +1,517 @@
+//! Real-process election tests: a whole election over HTTP on a 3-node cluster (custodians driven in
+//! memory with keyceremony's `Custodian`, every message posted over HTTP), double votes, a leader
+//! killed mid-voting, a whole-cluster restart, and hostile input. Waits are conditions under a
+//! deadline; the tests run one at a time (they share two cores with the node processes).
+
+mod common;
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::*;
+use rand::rngs::OsRng;
+use rand::Rng;
+use serde_json::{json, Value};
+use urna_client::wire::{
+    BallotLookup, CreateElectionRequest, ElectionSummary, Receipt, ResultResponse, SharePurpose,
+    SignatureShareRequest, SignedPartialDecryption,
+};
+use urna_keyceremony::ballot::{encrypt_ballot, spoil, BallotContext, EncryptedBallot, PlaintextBallot};
+use urna_keyceremony::blsttc::SecretKey;
+use urna_keyceremony::board;
+use urna_keyceremony::ceremony::{
+    CeremonyState, Custodian, CustodianSecrets, Phase as CPhase, SignedCeremonyMessage,
+};
+use urna_keyceremony::credential::CredentialCode;
+use urna_keyceremony::election::{Custodian as Registered, ElectionParams, IdentityKey};
+use urna_keyceremony::elgamal::Accumulator;
+use urna_keyceremony::manifest::Manifest;
+use urna_keyceremony::tally::{self, TallyContext, WireSignatureShare};
+
+/// Length of the full election's voting window (the close waits for its end).
+const WINDOW_MS: i64 = 25_000;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// An election driven from the test: its custodians' keys and secrets, voters' codes, ballot context.
+struct Election {
+    id: String,
+    params: ElectionParams,
+    keys: Vec<SecretKey>,
+    secrets: Vec<CustodianSecrets>,
+    codes: Vec<CredentialCode>,
+    ctx: BallotContext,
+}
+
+async fn post_raw(
+    c: &Cluster,
+    node: u64,
+    path: &str,
+    token: Option<&str>,
+    body: Vec<u8>,
+) -> Option<(u16, Value)> {
+    let mut rb = c
+        .http
+        .post(c.url(node, path))
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some(t) = token {
+        rb = rb.bearer_auth(t);
+    }
+    let r = rb.send().await.ok()?;
+    let status = r.status().as_u16();
+    Some((status, r.json().await.unwrap_or(Value::Null)))
+}
+
+/// Posts until an answer other than 503 / no connection (spreading over `nodes`); returns it.
+async fn post_until(
+    c: &Cluster,
+    nodes: &[u64],
+    path: &str,
+    token: Option<&str>,
+    body: &impl serde::Serialize,
+) -> (u16, Value) {
+    let bytes = serde_json::to_vec(body).unwrap();
+    let mut k = 0usize;
+    wait_for(&format!("POST {path}"), || {
+        let node = nodes[k % nodes.len()];
+        k += 1;
+        let bytes = bytes.clone();
+        async move {
+            match post_raw(c, node, path, token, bytes).await {
+                Some((503, _)) | None => None,
+                Some(r) => Some(r),
+            }
+        }
+    })
+    .await
+}
+
+async fn post_ok(
+    c: &Cluster,
+    node: u64,
+    path: &str,
+    token: Option<&str>,
+    body: &impl serde::Serialize,
+) -> Value {
+    let (s, v) = post_until(c, &[node], path, token, body).await;
+    assert_eq!(s, 200, "POST {path}: {v}");
+    v
+}
+
+async fn get_json<T: serde::de::DeserializeOwned>(c: &Cluster, node: u64, path: &str) -> T {
+    let (s, v) = wait_for(&format!("GET {path}"), || async {
+        c.get(node, path).await.filter(|(s, _)| *s != 503)
+    })
+    .await;
+    assert_eq!(s, 200, "GET {path}: {v}");
+    serde_json::from_value(v).unwrap()
+}
+
+async fn ceremony_state(c: &Cluster, node: u64, id: &str) -> CeremonyState {
+    get_json(c, node, &format!("/v1/elections/{id}/ceremony?consistent=true")).await
+}
+
+async fn summary(c: &Cluster, node: u64, id: &str) -> ElectionSummary {
+    get_json(c, node, &format!("/v1/elections/{id}?consistent=true")).await
+}
+
+/// Creates an election through node 1, runs the whole ceremony and rehearsal over HTTP (messages
+/// spread over the nodes) and returns it in Ready.
+async fn ready_election(
+    c: &Cluster,
+    id: &str,
+    n: usize,
+    q: usize,
+    voters: usize,
+    window: (i64, i64),
+    min_ballots: u64,
+) -> Election {
+    let keys: Vec<SecretKey> = (0..n).map(|_| OsRng.gen()).collect();
+    let codes: Vec<CredentialCode> = (0..voters).map(|_| CredentialCode::random(&mut OsRng)).collect();
+    let manifest = Manifest::simple(&[(3, 1, 1), (2, 0, 2)]);
+    let req = CreateElectionRequest {
+        election_id: id.into(),
+        manifest,
+        custodians: keys
+            .iter()
+            .enumerate()
+            .map(|(j, k)| Registered {
+                name: format!("custodian-{j}"),
+                identity_key: IdentityKey(k.public_key()),
+            })
+            .collect(),
+        quorum: q,
+        opens_at: window.0,
+        closes_at: window.1,
+        min_ballots: Some(min_ballots),
+        ceremony_deadlines: None,
+        roll: codes[..voters / 2].iter().map(|c| c.public()).collect(),
+    };
+    post_ok(c, 1, "/v1/elections", Some(ADMIN), &req).await;
+    // The rest of the roll, through another node (forwarded to the leader).
+    let rest: Vec<_> = codes[voters / 2..].iter().map(|c| c.public()).collect();
+    post_ok(
+        c,
+        2,
+        &format!("/v1/elections/{id}/roll"),
+        Some(ADMIN),
+        &json!({ "credentials": rest }),
+    )
+    .await;
+    let params = summary(c, 3, id).await.params;
+    let mut custodians: Vec<Custodian> = keys
+        .iter()
+        .enumerate()
+        .map(|(j, k)| Custodian::new(k.clone(), j, &params, &mut OsRng).unwrap())
+        .collect();
+    let node_of = |j: usize| (j % 3) as u64 + 1;
+    let send = |j: usize, kind: &'static str, m: SignedCeremonyMessage| async move {
+        post_ok(
+            c,
+            node_of(j),
+            &format!("/v1/elections/{id}/ceremony/{kind}"),
+            None,
+            &m,
+        )
+        .await;
+    };
+    for (j, cu) in custodians.iter().enumerate() {
+        send(j, "joins", cu.join()).await;
+    }
+    let st = ceremony_state(c, 1, id).await;
+    assert_eq!(st.phase(), CPhase::Deal);
+    for (j, cu) in custodians.iter_mut().enumerate() {
+        let m = cu.deal(&st, &mut OsRng).unwrap();
+        send(j, "deals", m).await;
+    }
+    let st = ceremony_state(c, 2, id).await;
+    assert_eq!(st.phase(), CPhase::Check);
+    for (j, cu) in custodians.iter().enumerate() {
+        for m in cu.check(&st) {
+            send(j, "acks", m).await;
+        }
+    }
+    let st = ceremony_state(c, 3, id).await;
+    assert_eq!(st.phase(), CPhase::Confirm);
+    let mut secrets = Vec::new();
+    for (j, cu) in custodians.iter().enumerate() {
+        let s = cu.derive(&st).unwrap();
+        send(j, "confirmations", cu.confirm(&st, &s, &mut OsRng).unwrap()).await;
+        secrets.push(s);
+    }
+    let st = ceremony_state(c, 1, id).await;
+    assert_eq!(st.phase(), CPhase::Rehearsal);
+    let ct = *st.rehearsal().unwrap();
+    let tctx = TallyContext::new(*st.base_hash(), n);
+    let pks = &st.keys().unwrap().encryption;
+    for j in 0..q {
+        let kj = tally::key_share(pks, j).unwrap();
+        let pd =
+            tally::partial_decrypt(&tctx, j, &secrets[j].encryption_share, &kj, &[ct], &mut OsRng).unwrap();
+        let s = SignedPartialDecryption::sign(&keys[j], st.base_hash(), SharePurpose::Rehearsal, j, pd);
+        post_ok(
+            c,
+            node_of(j),
+            &format!("/v1/elections/{id}/ceremony/rehearsal"),
+            None,
+            &s,
+        )
+        .await;
+    }
+    let sum = summary(c, 2, id).await;
+    assert_eq!(sum.phase.to_string(), "ready");
+    assert_eq!(sum.roll_count, voters as u64);
+    let q_ext: [u8; 32] = hex::decode(sum.extended_hash.unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let ctx = BallotContext::new(
+        id,
+        q_ext,
+        params.manifest.clone(),
+        st.keys().unwrap().encryption_key,
+    )
+    .unwrap();
+    Election {
+        id: id.into(),
+        params,
+        keys,
+        secrets,
+        codes,
+        ctx,
+    }
+}
+
+/// A ballot of voter `v` with a choice derived from `v`; returns it with its flat plaintext.
+fn ballot(e: &Election, v: usize) -> (EncryptedBallot, Vec<u64>) {
+    let first = v % 3;
+    let second: Vec<usize> = match v % 4 {
+        0 => vec![],
+        1 => vec![0],
+        2 => vec![1],
+        _ => vec![0, 1],
+    };
+    let p = PlaintextBallot::from_selected(e.ctx.manifest(), &[vec![first], second]).unwrap();
+    let flat = p.contests.iter().flatten().map(|&x| u64::from(x)).collect();
+    let (b, _) = encrypt_ballot(&e.ctx, &p, &e.codes[v].signing_key(), &mut OsRng).unwrap();
+    (b, flat)
+}
+
+/// Casts until a receipt (retrying over `nodes` on 503 or a lost connection; a retry of the same
+/// bytes is idempotent).
+async fn cast(c: &Cluster, nodes: &[u64], id: &str, b: &EncryptedBallot) -> Receipt {
+    let (s, v) = post_until(c, nodes, &format!("/v1/elections/{id}/ballots"), None, b).await;
+    assert_eq!(s, 200, "cast: {v}");
+    serde_json::from_value(v).unwrap()
+}
+
+async fn open(c: &Cluster, id: &str) -> u64 {
+    let v = post_ok(c, 3, &format!("/v1/elections/{id}/open"), Some(ADMIN), &json!({})).await;
+    v["index"].as_u64().unwrap()
+}
+
+fn code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_election_on_three_nodes() {
+    let _g = serial();
+    let t0 = Instant::now();
+    let mut c = Cluster::new(3, "");
+    start_and_init(&mut c).await;
+    let voters = 300;
+    let e = ready_election(
+        &c,
+        "full",
+        5,
+        3,
+        voters + 1,
+        (now_ms() - 1_000, now_ms() + WINDOW_MS),
+        10,
+    )
+    .await;
+    let t_ceremony = t0.elapsed();
+
+    // Open: the zero-ballot confirmation; every node's digest at the open index agrees.
+    let open_index = open(&c, &e.id).await;
+    let mut digests = Vec::new();
+    for id in 1..=3 {
+        let d = wait_for("digest at the open index", || async {
+            c.get(id, &format!("/v1/digest?index={open_index}"))
+                .await
+                .filter(|(s, _)| *s == 200)
+                .map(|(_, v)| v["digest"].as_str().unwrap().to_string())
+        })
+        .await;
+        digests.push(d);
+    }
+    assert!(digests.windows(2).all(|w| w[0] == w[1]), "{digests:?}");
+    assert_eq!(summary(&c, 1, &e.id).await.ballot_count, 0);
+
+    // Double vote: the same credential with two different ballots on two nodes at once.
+    let dv = voters; // the extra voter
+    let (b1, _) = ballot(&e, dv);
+    let (b2, _) = ballot(&e, dv);
+    let path = format!("/v1/elections/{}/ballots", e.id);
+    let (r1, r2) = tokio::join!(
+        post_until(&c, &[2], &path, None, &b1),
+        post_until(&c, &[3], &path, None, &b2)
+    );
+    let mut statuses = [r1.0, r2.0];
+    statuses.sort();
+    assert_eq!(statuses, [200, 409], "{r1:?} {r2:?}");
+    let (winner, loser) = if r1.0 == 200 { (&b1, &r2) } else { (&b2, &r1) };
+    assert_eq!(code(&loser.1), "already_voted");
+    let original = if r1.0 == 200 { r1.1.clone() } else { r2.1.clone() };
+    // An identical retry on every node returns the original receipt.
+    for node in 1..=3 {
+        let (s, v) = post_until(&c, &[node], &path, None, winner).await;
+        assert_eq!((s, &v), (200, &original));
+    }
+    assert_eq!(summary(&c, 1, &e.id).await.ballot_count, 1);
+
+    // 300 ballots through all three nodes concurrently.
+    let t_vote = Instant::now();
+    let mut truth = vec![0u64; 5];
+    let mut ballots = Vec::new();
+    for v in 0..voters {
+        let (b, flat) = ballot(&e, v);
+        for (t, x) in truth.iter_mut().zip(&flat) {
+            *t += x;
+        }
+        ballots.push(b);
+    }
+    let t_encrypt = t_vote.elapsed();
+    let t_cast = Instant::now();
+    let receipts: Vec<Receipt> =
+        futures::future::join_all(ballots.chunks(25).enumerate().map(|(k, chunk)| {
+            let c = &c;
+            let id = e.id.clone();
+            async move {
+                let mut out = Vec::new();
+                for b in chunk {
+                    let first = (k % 3) as u64 + 1;
+                    out.push(cast(c, &[first, first % 3 + 1], &id, b).await);
+                }
+                out
+            }
+        }))
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    let cast_secs = t_cast.elapsed().as_secs_f64();
+    assert_eq!(receipts.len(), voters);
+    let sum = summary(&c, 2, &e.id).await;
+    assert_eq!(sum.ballot_count, voters as u64 + 1);
+    // A receipt can be looked up on any node, with an inclusion proof against the current root.
+    for (k, r) in receipts.iter().enumerate().step_by(37) {
+        let node = (k % 3) as u64 + 1;
+        let l: BallotLookup = get_json(
+            &c,
+            node,
+            &format!(
+                "/v1/elections/{}/ballots/{}?min_index={}",
+                e.id,
+                hex::encode(r.tracking_code),
+                r.index
+            ),
+        )
+        .await;
+        assert_eq!(&l.receipt, r);
+        assert!(board::verify_inclusion(&r.ballot_hash, &l.proof, &l.tree_root));
+    }
+
+    // A challenge (spoiled ballot) while open.
+    let p = PlaintextBallot::from_selected(e.ctx.manifest(), &[vec![2], vec![]]).unwrap();
+    let (sb, secrets) = encrypt_ballot(&e.ctx, &p, &e.codes[0].signing_key(), &mut OsRng).unwrap();
+    let v = post_ok(
+        &c,
+        2,
+        &format!("/v1/elections/{}/challenges", e.id),
+        None,
+        &spoil(&sb, &secrets),
+    )
+    .await;
+    assert_eq!(v["seq"], 0);
+
+    // Closing before closes_at is refused; then wait for the window to end and close.
+    let (s, v) = post_until(
+        &c,
+        &[1],
+        &format!("/v1/elections/{}/close", e.id),
+        Some(ADMIN),
+        &json!({}),
+    )
+    .await;
+    assert_eq!((s, code(&v)), (409, "too_early"));
+    let waited = Instant::now();
+    wait_until_ms(e.params.closes_at).await;
+    let idle = waited.elapsed();
+    let v = post_ok(
+        &c,
+        1,
+        &format!("/v1/elections/{}/close", e.id),
+        Some(ADMIN),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(v["phase"], "tallying", "{v}");
+    let sum = summary(&c, 3, &e.id).await;
+    assert_eq!(sum.ballot_count, voters as u64 + 1);
+    // Custodians recompute the aggregate from the ballots themselves before decrypting.
+    let mut accs = vec![Accumulator::default(); 5];
+    for b in ballots.iter().chain(std::iter::once(winner)) {
+        let cts = b
+            .contests
+            .iter()
+            .flat_map(|c| c.selections.iter().map(|s| s.ciphertext));
+        for (a, ct) in accs.iter_mut().zip(cts) {
+            a.add(&ct);
+        }
+    }
+    let agg: Vec<_> = accs.iter().map(|a| a.to_ciphertext().unwrap()).collect();
+    assert_eq!(sum.aggregate.as_ref(), Some(&agg));
+    let (_, flat) = ballot(&e, dv);
+    for (t, x) in truth.iter_mut().zip(&flat) {
+        *t += x;
+    }
+
+    // Tally by custodians 4, 0 and 2, each through another node.
+    let st = ceremony_state(&c, 1, &e.id).await;
+    let keys = st.keys().unwrap().clone();
+    let q_ext: [u8; 32] = hex::decode(sum.extended_hash.clone().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let tctx = TallyContext::new(q_ext, 5);
+    for (k, j) in [4usize, 0, 2].into_iter().enumerate() {
+        let kj = tally::key_share(&keys.encryption, j).unwrap();
+        let pd =
+            tally::partial_decrypt(&tctx, j, &e.secrets[j].encryption_share, &kj, &agg, &mut OsRng).unwrap();
+        let s = SignedPartialDecryption::sign(&e.keys[j], &q_ext, SharePurpose::Tally, j, pd);
+        post_ok(
+            &c,
+            k as u64 + 1,
+            &format!("/v1/elections/{}/tally/shares", e.id),
+            None,
+            &s,
+        )
+        .await;
+    }
+    let res: ResultResponse =
+        get_json(&c, 2, &format!("/v1/elections/{}/result?consistent=true", e.id)).await;
+    let rh: [u8; 32] = hex::decode(res.result_hash.unwrap()).unwrap().try_into().unwrap();
+    for (k, j) in [1usize, 3, 4].into_iter().enumerate() {
+        let share = WireSignatureShare(tally::sign_result(&e.secrets[j].signing_share, &rh));
+        let body = SignatureShareRequest { custodian: j, share };
+        post_ok(
+            &c,
+            k as u64 + 1,
+            &format!("/v1/elections/{}/tally/signatures", e.id),
+            None,
+            &body,
+        )
+        .await;
+    }
+    let res: ResultResponse =
+        get_json(&c, 3, &format!("/v1/elections/{}/result?consistent=true", e.id)).await;
+    assert_eq!(res.phase.to_string(), "published");
+    assert_eq!(res.tally.unwrap().flat(), truth);
+    let cert = res.certificate.unwrap();
+    assert_eq!(cert.result_hash, rh);
+    cert.verify(&keys.signing.public_key()).unwrap();
+    // Every node holds the same data: same digest at the same final index.
+    let (index, _) = c.converged(&[1, 2, 3], 0).await;
+    for node in 1..=3 {
+        let s: Value = get_json(&c, node, "/v1/status").await;
+        assert_eq!(s["elections"][0]["phase"], "published");
+    }
+    eprintln!(
+        "full election: ceremony {:.1?}, encrypt {voters} {:.1?}, cast {voters} in {cast_secs:.1} s ({:.0}/s), idle until close {:.1?}, final index {index}, total {:.1?}",
+        t_ceremony,
+        t_encrypt,
+        voters as f64 / cast_secs,
+        idle,
+        t0.elapsed()
+    );
+}
+
+async fn wait_until_ms(t: i64) {
+    while now_ms() < t {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
