@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -31,11 +30,8 @@ use urna_keyceremony::tally::{self, TallyContext, WireSignatureShare};
 /// Length of the full election's voting window (the close waits for its end).
 const WINDOW_MS: i64 = 25_000;
 
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
+/// The tests of this file run one at a time (an async lock: a failed test does not poison it).
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -288,7 +284,7 @@ fn code(v: &Value) -> &str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_election_on_three_nodes() {
-    let _g = serial();
+    let _g = SERIAL.lock().await;
     let t0 = Instant::now();
     let mut c = Cluster::new(3, "");
     start_and_init(&mut c).await;
