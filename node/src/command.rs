@@ -9,7 +9,7 @@
 //! end and existing variants never change shape.
 
 use serde::{Deserialize, Serialize};
-use urna_keyceremony::ballot::{EncryptedBallot, SpoiledBallot};
+use urna_keyceremony::ballot::SpoiledBallot;
 use urna_keyceremony::ceremony::Deadlines;
 use urna_keyceremony::credential::PublicCredential;
 use urna_keyceremony::election::ElectionParams;
@@ -79,8 +79,10 @@ pub enum Command {
         election_id: String,
         /// H_b as computed by the verifying node.
         ballot_hash: Hash32,
-        /// The ballot.
-        ballot: EncryptedBallot,
+        /// The verified `EncryptedBallot` as JSON. Kept as bytes so that decoding a log entry (on every
+        /// append, replication and read) does not decode and subgroup-check its dozens of points;
+        /// apply decodes only the ciphertexts it adds up.
+        ballot: Vec<u8>,
     },
     /// Closes the box; apply computes count, aggregate and tree root.
     Close {

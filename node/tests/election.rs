@@ -511,3 +511,256 @@ async fn wait_until_ms(t: i64) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_killed_mid_voting_then_whole_cluster_restarted() {
+    let _g = SERIAL.lock().await;
+    let mut c = Cluster::new(3, "");
+    start_and_init(&mut c).await;
+    let voters = 60;
+    let e = ready_election(
+        &c,
+        "crash",
+        3,
+        2,
+        voters,
+        (now_ms() - 1_000, now_ms() + 600_000),
+        10,
+    )
+    .await;
+    open(&c, &e.id).await;
+    let ballots: Vec<EncryptedBallot> = (0..voters).map(|v| ballot(&e, v).0).collect();
+    let leader = c.leader(&[1, 2, 3]).await;
+    let pid = c.node(leader).child.as_ref().unwrap().id();
+
+    // Four voters' streams over all nodes; the leader is SIGKILLed once 20 ballots are in.
+    let voting = futures::future::join_all(ballots.chunks(15).enumerate().map(|(k, chunk)| {
+        let c = &c;
+        let id = e.id.clone();
+        async move {
+            let mut out = Vec::new();
+            for b in chunk {
+                let order: Vec<u64> = (0..3).map(|i| ((k + i) % 3) as u64 + 1).collect();
+                out.push(cast(c, &order, &id, b).await);
+            }
+            out
+        }
+    }));
+    let killer = async {
+        wait_for("20 ballots before the kill", || async {
+            let s = c.status(leader).await?;
+            let n = s["elections"][0]["ballot_count"].as_u64()?;
+            (n >= 20).then_some(())
+        })
+        .await;
+        let ok = std::process::Command::new("kill")
+            .arg("-KILL")
+            .arg(pid.to_string())
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    let (receipts, ()) = tokio::join!(voting, killer);
+    let receipts: Vec<Receipt> = receipts.into_iter().flatten().collect();
+    assert_eq!(receipts.len(), voters);
+    let survivors: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    let new_leader = c.leader(&survivors).await;
+    assert_ne!(new_leader, leader);
+
+    // The old leader restarts and catches up; every acknowledged ballot is there, on every node.
+    c.kill(leader);
+    c.start(leader);
+    let max_index = receipts.iter().map(|r| r.index).max().unwrap();
+    let (index, digest) = c.converged(&[1, 2, 3], max_index).await;
+    for r in &receipts {
+        let path = format!("/v1/elections/{}/ballots/{}", e.id, hex::encode(r.tracking_code));
+        let l: BallotLookup = get_json(&c, leader, &path).await;
+        assert_eq!(&l.receipt, r);
+    }
+    let mut seqs: Vec<u64> = receipts.iter().map(|r| r.seq).collect();
+    seqs.sort();
+    assert_eq!(seqs, (0..voters as u64).collect::<Vec<_>>());
+    let before: Vec<ElectionSummary> =
+        futures::future::join_all((1..=3).map(|n| summary(&c, n, &e.id))).await;
+    for s in &before {
+        assert_eq!(s.ballot_count, voters as u64);
+        assert_eq!(s.tracking_head, before[0].tracking_head);
+        assert_eq!(s.event_head, before[0].event_head);
+    }
+
+    // The whole cluster is killed and restarted: same state, same ballots, same digests.
+    for id in 1..=3 {
+        c.kill(id);
+    }
+    for id in 1..=3 {
+        c.start(id);
+    }
+    c.leader(&[1, 2, 3]).await;
+    c.converged(&[1, 2, 3], index).await;
+    for n in 1..=3 {
+        let (s, v) = wait_for("digest after restart", || async {
+            c.get(n, &format!("/v1/digest?index={index}"))
+                .await
+                .filter(|(s, _)| *s == 200)
+        })
+        .await;
+        assert_eq!((s, v["digest"].as_str().unwrap()), (200, digest.as_str()));
+        let after = summary(&c, n, &e.id).await;
+        let b = &before[0];
+        assert_eq!(
+            (
+                after.ballot_count,
+                &after.tracking_head,
+                &after.event_head,
+                after.event_count
+            ),
+            (b.ballot_count, &b.tracking_head, &b.event_head, b.event_count)
+        );
+    }
+    let l: BallotLookup = get_json(
+        &c,
+        2,
+        &format!(
+            "/v1/elections/{}/ballots/{}",
+            e.id,
+            hex::encode(receipts[0].tracking_code)
+        ),
+    )
+    .await;
+    assert_eq!(l.receipt, receipts[0]);
+}
+
+/// A compressed G1 encoding of a point on the curve but outside the prime-order subgroup.
+fn non_subgroup_point_hex() -> String {
+    use urna_keyceremony::blsttc::G1Affine;
+    for x in 1u64.. {
+        let mut b = [0u8; 48];
+        b[40..].copy_from_slice(&x.to_be_bytes());
+        b[0] |= 0x80;
+        let on_curve = bool::from(G1Affine::from_compressed_unchecked(&b).is_some());
+        let in_group = bool::from(G1Affine::from_compressed(&b).is_some());
+        if on_curve && !in_group {
+            return hex::encode(b);
+        }
+    }
+    unreachable!()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_input_is_refused_and_the_count_does_not_move() {
+    let _g = SERIAL.lock().await;
+    let mut c = Cluster::new(3, "");
+    start_and_init(&mut c).await;
+    let window_end = now_ms() + 12_000;
+    let e = ready_election(&c, "hostile", 3, 2, 6, (now_ms() - 1_000, window_end), 10).await;
+    let path = format!("/v1/elections/{}/ballots", e.id);
+    let count = |n: u64| {
+        let c = &c;
+        let id = e.id.clone();
+        async move { summary(c, n, &id).await.ballot_count }
+    };
+    let post = |node: u64, p: String, body: Vec<u8>| {
+        let c = &c;
+        async move {
+            wait_for("an answer", || async {
+                post_raw(c, node, &p, None, body.clone())
+                    .await
+                    .filter(|(s, _)| *s != 503)
+            })
+            .await
+        }
+    };
+    let good = |v: usize| serde_json::to_vec(&ballot(&e, v).0).unwrap();
+
+    // Unknown election: 404.
+    let (s, v) = post(1, "/v1/elections/nope/ballots".into(), good(0)).await;
+    assert_eq!((s, code(&v)), (404, "unknown_election"));
+    // Before Open: 409.
+    let (s, v) = post(2, path.clone(), good(0)).await;
+    assert_eq!((s, code(&v)), (409, "wrong_phase"), "{v}");
+    // Operator calls need the admin role.
+    let (s, v) = post_raw(
+        &c,
+        1,
+        &format!("/v1/elections/{}/open", e.id),
+        None,
+        b"{}".to_vec(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((s, code(&v)), (401, "unauthenticated"));
+    let (s, v) = post_raw(
+        &c,
+        1,
+        &format!("/v1/elections/{}/open", e.id),
+        Some(OPS),
+        b"{}".to_vec(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((s, code(&v)), (403, "forbidden"));
+    open(&c, &e.id).await;
+
+    // Malformed JSON: 400.
+    let (s, v) = post(3, path.clone(), b"{\"election_id\": ".to_vec()).await;
+    assert_eq!((s, code(&v)), (400, "malformed"), "{v}");
+    // A point not in the subgroup: 400, never a panic.
+    let mut j: Value = serde_json::from_slice(&good(1)).unwrap();
+    j["contests"][0]["selections"][0]["ciphertext"]["alpha"] = json!(non_subgroup_point_hex());
+    let (s, v) = post(1, path.clone(), serde_json::to_vec(&j).unwrap()).await;
+    assert_eq!((s, code(&v)), (400, "malformed"), "{v}");
+    // A tampered proof (re-signed, so only the proof is wrong): 422.
+    let (mut b, _) = ballot(&e, 1);
+    let r = &mut b.contests[1].selections[0].proof.branches[0].response;
+    *r = urna_keyceremony::group::Scalar(r.0 + urna_keyceremony::blsttc::Fr::from(1u64));
+    b.sign(&e.ctx, &e.codes[1].signing_key());
+    let (s, v) = post(2, path.clone(), serde_json::to_vec(&b).unwrap()).await;
+    assert_eq!((s, code(&v)), (422, "bad_proof"), "{v}");
+    // A bad credential signature: 422.
+    let (mut b, _) = ballot(&e, 1);
+    b.signature = ballot(&e, 2).0.signature;
+    let (s, v) = post(3, path.clone(), serde_json::to_vec(&b).unwrap()).await;
+    assert_eq!((s, code(&v)), (422, "bad_signature"), "{v}");
+    // A credential not on the roll: 409.
+    let stranger = CredentialCode::random(&mut OsRng);
+    let p = PlaintextBallot::from_selected(e.ctx.manifest(), &[vec![0], vec![]]).unwrap();
+    let (b, _) = encrypt_ballot(&e.ctx, &p, &stranger.signing_key(), &mut OsRng).unwrap();
+    let (s, v) = post(1, path.clone(), serde_json::to_vec(&b).unwrap()).await;
+    assert_eq!((s, code(&v)), (409, "not_on_roll"), "{v}");
+    // Too large: 413.
+    let (s, v) = post(2, path.clone(), vec![b' '; 2 * 1024 * 1024]).await;
+    assert_eq!((s, code(&v)), (413, "too_large"), "{v}");
+    // A bad tally share before tallying: 409; a ceremony message after the ceremony: 409.
+    assert_eq!(count(1).await, 0);
+
+    // One good ballot moves the count to 1, and nothing else does.
+    let r = cast(&c, &[3], &e.id, &ballot(&e, 3).0).await;
+    assert_eq!(r.seq, 0);
+    let (s, v) = post(1, path.clone(), good(3)).await;
+    assert_eq!((s, code(&v)), (409, "already_voted"), "{v}");
+    for n in 1..=3 {
+        let _ = wait_for("applied", || async { (count(n).await == 1).then_some(()) }).await;
+    }
+
+    // After the window: 409, and the receiving node closes the box (too few ballots: Closed).
+    wait_until_ms(window_end).await;
+    let (s, v) = post(2, path.clone(), good(4)).await;
+    assert_eq!((s, code(&v)), (409, "election_closed"), "{v}");
+    let sum = summary(&c, 1, &e.id).await;
+    assert_eq!(sum.phase.to_string(), "closed");
+    assert!(sum.closed_reason.unwrap().contains("below the minimum"));
+    assert_eq!(sum.ballot_count, 1);
+    let (s, v) = post(3, path.clone(), good(5)).await;
+    assert_eq!((s, code(&v)), (409, "election_closed"), "{v}");
+    let (s, v) = post_raw(
+        &c,
+        1,
+        &format!("/v1/elections/{}/close", e.id),
+        Some(ADMIN),
+        b"{}".to_vec(),
+    )
+    .await
+    .unwrap();
+    assert_eq!((s, code(&v)), (409, "election_closed"), "{v}");
+    c.converged(&[1, 2, 3], 0).await;
+}

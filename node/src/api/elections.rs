@@ -1,6 +1,6 @@
 //! Election endpoints (design section 6): small handlers over [`crate::election`]'s prechecks and
-//! views. Writes are checked by this node before proposing and forwarded to the leader when this
-//! node is not it; reads report the applied index they reflect, and `?consistent=true` makes them
+//! views. A follower forwards writes one hop to the leader (after authenticating operators); the
+//! leader runs the prechecks (cheap state checks, then proofs and signatures) before proposing; reads report the applied index they reflect, and `?consistent=true` makes them
 //! linearizable (`?min_index=N` waits until this node applied N).
 
 use std::time::Duration;
@@ -12,7 +12,7 @@ use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use openraft::error::{CheckIsLeaderError, RaftError};
+use openraft::error::{CheckIsLeaderError, ForwardToLeader, RaftError};
 use rand::RngCore;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -63,6 +63,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Payload<T> {
         let raw = Bytes::from_request(req, state).await?;
         let value = parse_json(&raw)?;
         Ok(Payload { raw, value })
+    }
+}
+
+/// A raw body whose rejection (413 too large, 400 unreadable) is a JSON [`ApiError`].
+pub struct Raw(Bytes);
+
+#[async_trait]
+impl<S: Send + Sync> FromRequest<S> for Raw {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        Ok(Raw(Bytes::from_request(req, state).await?))
     }
 }
 
@@ -136,6 +148,42 @@ macro_rules! read_index {
         match read_at(&$app, &$headers, &$uri, &$q).await? {
             ReadAt::Local(i) => i,
             ReadAt::Forwarded(r) => return Ok(r),
+        }
+    };
+}
+
+/// Forwards a write to the leader before any precheck when this node is a follower that knows the
+/// leader, so prechecks always judge the leader's (freshest applied) state and the expensive checks
+/// run once, on the node that proposes.
+async fn to_leader(
+    app: &AppState,
+    path: &str,
+    headers: &HeaderMap,
+    raw: &Bytes,
+) -> Result<Option<Response>, ApiError> {
+    if headers.contains_key(FORWARDED_HEADER) {
+        return Ok(None);
+    }
+    let (leader, node) = {
+        let m = app.raft.metrics();
+        let m = m.borrow();
+        let leader = m.current_leader;
+        let node = leader.and_then(|l| m.membership_config.membership().get_node(&l).cloned());
+        (leader, node)
+    };
+    match (leader, node) {
+        (Some(l), Some(node)) if l != app.id => {
+            let f = ForwardToLeader::new(l, node);
+            Ok(Some(app.forward(&f, path, headers, raw.clone()).await?))
+        }
+        _ => Ok(None),
+    }
+}
+
+macro_rules! forward_if_follower {
+    ($app:expr, $path:expr, $headers:expr, $raw:expr) => {
+        if let Some(r) = to_leader(&$app, &$path, &$headers, &$raw).await? {
+            return Ok(r);
         }
     };
 }
@@ -269,6 +317,7 @@ async fn create(
     body: Payload<CreateElectionRequest>,
 ) -> Result<Response, ApiError> {
     let op = app.authorize(&headers, Role::Admin)?;
+    forward_if_follower!(app, "/v1/elections", headers, body.raw);
     let req = body.value;
     let mut nonce = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
@@ -304,6 +353,7 @@ async fn roll(
     body: Payload<RollRequest>,
 ) -> Result<Response, ApiError> {
     let op = app.authorize(&headers, Role::Admin)?;
+    forward_if_follower!(app, format!("/v1/elections/{id}/roll"), headers, body.raw);
     precheck::election(&app.store, &id)?;
     let cmd = Command::AddRoll {
         election_id: id.clone(),
@@ -329,6 +379,7 @@ async fn admin_step(
     cmd: Command,
 ) -> Result<Response, ApiError> {
     let op = app.authorize(&headers, Role::Admin)?;
+    forward_if_follower!(app, format!("/v1/elections/{id}/{what}"), headers, raw);
     precheck::election(&app.store, &id)?;
     submit(
         &app,
@@ -347,7 +398,7 @@ async fn open(
     State(app): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    raw: Bytes,
+    Raw(raw): Raw,
 ) -> Result<Response, ApiError> {
     let cmd = Command::Open {
         election_id: id.clone(),
@@ -360,7 +411,7 @@ async fn close(
     State(app): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    raw: Bytes,
+    Raw(raw): Raw,
 ) -> Result<Response, ApiError> {
     let cmd = Command::Close {
         election_id: id.clone(),
@@ -373,7 +424,7 @@ async fn advance(
     State(app): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    raw: Bytes,
+    Raw(raw): Raw,
 ) -> Result<Response, ApiError> {
     let cmd = Command::Advance {
         election_id: id.clone(),
@@ -387,9 +438,10 @@ async fn ceremony_post(
     State(app): State<AppState>,
     Path((id, kind)): Path<(String, String)>,
     headers: HeaderMap,
-    raw: Bytes,
+    Raw(raw): Raw,
 ) -> Result<Response, ApiError> {
     let path = format!("/v1/elections/{id}/ceremony/{kind}");
+    forward_if_follower!(app, path, headers, raw);
     let (cmd, name) = if kind == "rehearsal" {
         let share: SignedPartialDecryption = parse_json(&raw)?;
         let store = app.store.clone();
@@ -432,6 +484,7 @@ async fn tally_share(
     headers: HeaderMap,
     body: Payload<SignedPartialDecryption>,
 ) -> Result<Response, ApiError> {
+    forward_if_follower!(app, format!("/v1/elections/{id}/tally/shares"), headers, body.raw);
     let store = app.store.clone();
     let id2 = id.clone();
     let share = body.value;
@@ -454,6 +507,12 @@ async fn signature_share(
     headers: HeaderMap,
     body: Payload<SignatureShareRequest>,
 ) -> Result<Response, ApiError> {
+    forward_if_follower!(
+        app,
+        format!("/v1/elections/{id}/tally/signatures"),
+        headers,
+        body.raw
+    );
     let store = app.store.clone();
     let id2 = id.clone();
     let share = body.value;
@@ -475,9 +534,10 @@ async fn cast(
     State(app): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    raw: Bytes,
+    Raw(raw): Raw,
 ) -> Result<Response, ApiError> {
     let path = format!("/v1/elections/{id}/ballots");
+    forward_if_follower!(app, path, headers, raw);
     let store = app.store.clone();
     let contexts = app.contexts.clone();
     let (id2, raw2) = (id.clone(), raw.clone());
@@ -536,6 +596,7 @@ async fn challenge(
     headers: HeaderMap,
     body: Payload<SpoiledBallot>,
 ) -> Result<Response, ApiError> {
+    forward_if_follower!(app, format!("/v1/elections/{id}/challenges"), headers, body.raw);
     let store = app.store.clone();
     let contexts = app.contexts.clone();
     let id2 = id.clone();

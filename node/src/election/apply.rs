@@ -8,7 +8,7 @@
 
 use sled::transaction::{TransactionalTree, UnabortableTransactionError};
 use urna_client::wire::ElectionPhase;
-use urna_keyceremony::ballot::{EncryptedBallot, SpoiledBallot};
+use urna_keyceremony::ballot::SpoiledBallot;
 use urna_keyceremony::board;
 use urna_keyceremony::ceremony::{
     CeremonyError, CeremonyState, Deadlines, Phase as CPhase, SignedCeremonyMessage,
@@ -503,13 +503,44 @@ pub fn check_window(params: &ElectionParams, now: u64) -> Result<(), (&'static s
     Ok(())
 }
 
+/// The parts of a logged ballot that apply needs (proofs and signature are skipped unparsed).
+#[derive(serde::Deserialize)]
+struct CastView {
+    election_id: String,
+    credential: PublicCredential,
+    contests: Vec<ContestView>,
+}
+
+#[derive(serde::Deserialize)]
+struct ContestView {
+    selections: Vec<SelectionView>,
+}
+
+#[derive(serde::Deserialize)]
+struct SelectionView {
+    ciphertext: Ciphertext,
+}
+
+impl CastView {
+    fn alphas(&self) -> impl Iterator<Item = &urna_keyceremony::group::Point> {
+        self.contests
+            .iter()
+            .flat_map(|c| c.selections.iter().map(|s| &s.ciphertext.alpha))
+    }
+}
+
 fn cast(
     ctx: &ApplyContext<'_>,
     tx: &Tx,
     id: &str,
     h_b: &Hash32,
-    ballot: &EncryptedBallot,
+    bytes: &[u8],
 ) -> Step<(Reply, Option<String>)> {
+    let ballot: CastView = match serde_json::from_slice(bytes) {
+        Ok(b) => b,
+        Err(e) => return reject("malformed", format!("the logged ballot does not decode: {e}")),
+    };
+    let ballot = &ballot;
     let rec = load(tx, id)?;
     if rec.phase != ElectionPhase::Open {
         return wrong_phase(&rec, "open");
@@ -577,7 +608,7 @@ fn cast(
         ballot_hash: *h_b,
         previous_tracking_code: prev,
         tracking_code: tracking,
-        ballot: ballot.clone(),
+        ballot: String::from_utf8_lossy(bytes).into_owned(),
     };
     tx.put_json(T_BALLOTS, &key_n(id, seq), &stored)?;
     tx.put(T_HASHES, &key_n(id, seq), h_b)?;

@@ -192,10 +192,11 @@ pub fn cast(
         ));
     }
     let verified = verify_ballot(&ctx, &ballot, &mut rand::rngs::OsRng).map_err(ballot_refusal)?;
+    let bytes = serde_json::to_vec(&ballot).map_err(|e| Refusal::new(500, "internal", e.to_string()))?;
     Ok(CastPlan::Propose(Box::new(Command::Cast {
         election_id: id.to_string(),
         ballot_hash: verified,
-        ballot,
+        ballot: bytes,
     })))
 }
 

@@ -237,8 +237,8 @@ pub struct StoredBallot {
     pub previous_tracking_code: Hash32,
     /// Its tracking code.
     pub tracking_code: Hash32,
-    /// The ballot.
-    pub ballot: urna_keyceremony::ballot::EncryptedBallot,
+    /// The ballot (`EncryptedBallot` as JSON, exactly as verified and logged).
+    pub ballot: String,
 }
 
 /// A spoiled ballot as stored.

@@ -197,7 +197,7 @@ fn cast_cmd(ctx: &BallotContext, code: &CredentialCode, sel: &[Vec<usize>]) -> C
     Command::Cast {
         election_id: ID.into(),
         ballot_hash: b.hash(ctx),
-        ballot: b,
+        ballot: serde_json::to_vec(&b).unwrap(),
     }
 }
 
@@ -272,17 +272,15 @@ async fn phases_window_roll_and_idempotent_retry() {
     let b0_other = cast_cmd(&ctx, &s.codes[0], &[vec![1], vec![]]);
     assert_eq!(h.refused(b0_other, 10_002).await, "already_voted");
     // A copied ciphertext under another credential.
-    let Command::Cast {
-        ballot: mut copied, ..
-    } = b0.clone()
-    else {
+    let Command::Cast { ballot: bytes, .. } = b0.clone() else {
         unreachable!()
     };
+    let mut copied: urna_keyceremony::ballot::EncryptedBallot = serde_json::from_slice(&bytes).unwrap();
     copied.sign(&ctx, &s.codes[1].signing_key());
     let copied = Command::Cast {
         election_id: ID.into(),
         ballot_hash: copied.hash(&ctx),
-        ballot: copied,
+        ballot: serde_json::to_vec(&copied).unwrap(),
     };
     assert_eq!(h.refused(copied, 10_003).await, "duplicate_ciphertext");
     assert_eq!(h.count(), 1);
