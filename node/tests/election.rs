@@ -490,6 +490,22 @@ async fn full_election_on_three_nodes() {
     let cert = res.certificate.unwrap();
     assert_eq!(cert.result_hash, rh);
     cert.verify(&keys.signing.public_key()).unwrap();
+    // The audit trail names who caused every transition.
+    let ev: Value = get_json(&c, 2, &format!("/v1/elections/{}/events?consistent=true", e.id)).await;
+    let events = ev["events"].as_array().unwrap();
+    let who = |kind: &str| -> Vec<String> {
+        events
+            .iter()
+            .filter(|x| x["kind"] == kind)
+            .map(|x| x["actor"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(who("create_election"), ["alice"]);
+    assert_eq!(who("open"), ["alice"]);
+    assert_eq!(who("close"), ["alice"]);
+    assert_eq!(who("tally_share"), ["custodian-4", "custodian-0", "custodian-2"]);
+    assert_eq!(who("cast").len(), voters + 1);
+    assert_eq!(events.len() as u64, summary(&c, 1, &e.id).await.event_count);
     // Every node holds the same data: same digest at the same final index.
     let (index, _) = c.converged(&[1, 2, 3], 0).await;
     for node in 1..=3 {

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use axum::async_trait;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -45,6 +46,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/elections/:id/ballots/:tracking_code", get(lookup))
         .route("/v1/elections/:id/challenges", post(challenge))
         .route("/v1/elections/:id/result", get(result))
+        .route("/v1/elections/:id/events", get(events))
         .route("/v1/elections/:id/tally/shares", post(tally_share))
         .route("/v1/elections/:id/tally/signatures", post(signature_share))
 }
@@ -63,6 +65,36 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Payload<T> {
         let raw = Bytes::from_request(req, state).await?;
         let value = parse_json(&raw)?;
         Ok(Payload { raw, value })
+    }
+}
+
+/// A path extractor whose rejection is a JSON 400.
+pub struct P<T>(T);
+
+#[async_trait]
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for P<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(v)) => Ok(P(v)),
+            Err(e) => Err(ApiError::bad_request(e.body_text())),
+        }
+    }
+}
+
+/// A query extractor whose rejection is a JSON 400.
+pub struct Q<T>(T);
+
+#[async_trait]
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Q<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(v)) => Ok(Q(v)),
+            Err(e) => Err(ApiError::bad_request(e.body_text())),
+        }
     }
 }
 
@@ -236,7 +268,7 @@ async fn list(
     State(app): State<AppState>,
     headers: HeaderMap,
     uri: Uri,
-    Query(q): Query<ReadQuery>,
+    Q(q): Q<ReadQuery>,
 ) -> Result<Response, ApiError> {
     let applied_index = read_index!(app, headers, uri, q);
     let elections = view::briefs(&app.store)?;
@@ -250,10 +282,10 @@ async fn list(
 /// `GET /v1/elections/{id}`
 async fn show(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    P(id): P<String>,
     headers: HeaderMap,
     uri: Uri,
-    Query(q): Query<ReadQuery>,
+    Q(q): Q<ReadQuery>,
 ) -> Result<Response, ApiError> {
     let applied = read_index!(app, headers, uri, q);
     Ok(Json(view::summary(&app.store, &id, applied)?).into_response())
@@ -263,10 +295,10 @@ async fn show(
 /// messages from.
 async fn ceremony_state(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    P(id): P<String>,
     headers: HeaderMap,
     uri: Uri,
-    Query(q): Query<ReadQuery>,
+    Q(q): Q<ReadQuery>,
 ) -> Result<Response, ApiError> {
     read_index!(app, headers, uri, q);
     precheck::election(&app.store, &id)?;
@@ -277,13 +309,29 @@ async fn ceremony_state(
 /// `GET /v1/elections/{id}/result`
 async fn result(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    P(id): P<String>,
     headers: HeaderMap,
     uri: Uri,
-    Query(q): Query<ReadQuery>,
+    Q(q): Q<ReadQuery>,
 ) -> Result<Response, ApiError> {
     let applied = read_index!(app, headers, uri, q);
     Ok(Json(view::result(&app.store, &id, applied)?).into_response())
+}
+
+/// `GET /v1/elections/{id}/events`: the election's audit trail (event chain), oldest first.
+async fn events(
+    State(app): State<AppState>,
+    P(id): P<String>,
+    headers: HeaderMap,
+    uri: Uri,
+    Q(q): Q<ReadQuery>,
+) -> Result<Response, ApiError> {
+    let applied = read_index!(app, headers, uri, q);
+    let events = view::events(&app.store, &id)?;
+    Ok(
+        Json(serde_json::json!({ "election_id": id, "events": events, "applied_index": applied }))
+            .into_response(),
+    )
 }
 
 /// `GET /v1/elections/{id}/ballots/{tracking_code}`
@@ -292,7 +340,7 @@ async fn lookup(
     Path((id, code)): Path<(String, String)>,
     headers: HeaderMap,
     uri: Uri,
-    Query(q): Query<ReadQuery>,
+    Q(q): Q<ReadQuery>,
 ) -> Result<Response, ApiError> {
     let applied = read_index!(app, headers, uri, q);
     Ok(Json(view::lookup(&app.store, &id, &code, applied)?).into_response())
@@ -348,7 +396,7 @@ async fn create(
 /// `POST /v1/elections/{id}/roll` (admin)
 async fn roll(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    P(id): P<String>,
     headers: HeaderMap,
     body: Payload<RollRequest>,
 ) -> Result<Response, ApiError> {
@@ -396,7 +444,7 @@ async fn admin_step(
 /// observers compare digests.
 async fn open(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    P(id): P<String>,
     headers: HeaderMap,
     Raw(raw): Raw,
 ) -> Result<Response, ApiError> {
@@ -409,7 +457,7 @@ async fn open(
 /// `POST /v1/elections/{id}/close` (admin): valid after `closes_at`.
 async fn close(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    P(id): P<String>,
     headers: HeaderMap,
     Raw(raw): Raw,
 ) -> Result<Response, ApiError> {
@@ -422,7 +470,7 @@ async fn close(
 /// `POST /v1/elections/{id}/advance` (admin): moves the ceremony past an expired deadline.
 async fn advance(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    P(id): P<String>,
     headers: HeaderMap,
     Raw(raw): Raw,
 ) -> Result<Response, ApiError> {
@@ -480,7 +528,7 @@ async fn ceremony_post(
 /// `POST /v1/elections/{id}/tally/shares`
 async fn tally_share(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    P(id): P<String>,
     headers: HeaderMap,
     body: Payload<SignedPartialDecryption>,
 ) -> Result<Response, ApiError> {
@@ -503,7 +551,7 @@ async fn tally_share(
 /// `POST /v1/elections/{id}/tally/signatures`
 async fn signature_share(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    P(id): P<String>,
     headers: HeaderMap,
     body: Payload<SignatureShareRequest>,
 ) -> Result<Response, ApiError> {
@@ -532,7 +580,7 @@ async fn signature_share(
 /// retry gets the original receipt; a cast after `closes_at` makes this node propose the close.
 async fn cast(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    P(id): P<String>,
     headers: HeaderMap,
     Raw(raw): Raw,
 ) -> Result<Response, ApiError> {
@@ -592,7 +640,7 @@ async fn cast(
 /// `POST /v1/elections/{id}/challenges`: a spoiled ballot (Benaloh challenge).
 async fn challenge(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    P(id): P<String>,
     headers: HeaderMap,
     body: Payload<SpoiledBallot>,
 ) -> Result<Response, ApiError> {

@@ -12,6 +12,7 @@ use urna_keyceremony::ballot::{
     verify_ballot, verify_spoiled, BallotContext, BallotError, EncryptedBallot, SpoiledBallot,
 };
 use urna_keyceremony::ceremony::{Phase as CPhase, SignedCeremonyMessage};
+use urna_keyceremony::election::Custodian as Registered;
 use urna_keyceremony::hash::Hash32;
 use urna_keyceremony::tally::{self, TallyContext};
 
@@ -256,18 +257,18 @@ pub fn ceremony(kv: &dyn Kv, id: &str, msg: &SignedCeremonyMessage) -> Result<(C
     ))
 }
 
-fn custodian_name(rec: &ElectionRecord, j: usize) -> Result<String, Refusal> {
+fn custodian(rec: &ElectionRecord, j: usize) -> Result<&Registered, Refusal> {
     rec.params
         .custodians
         .get(j)
-        .map(|c| c.name.clone())
         .ok_or_else(|| Refusal::new(400, "unknown_custodian", format!("custodian {j} does not exist")))
 }
 
 /// Checks a rehearsal share: identity signature over Q, then the Chaum-Pedersen proof against K_j.
 pub fn rehearsal(kv: &dyn Kv, id: &str, s: SignedPartialDecryption) -> Result<(Command, String), Refusal> {
     let rec = election(kv, id)?;
-    let name = custodian_name(&rec, s.custodian)?;
+    let registered = custodian(&rec, s.custodian)?.clone();
+    let name = registered.name.clone();
     let st = state::ceremony(kv, id)?.ok_or_else(|| Refusal::new(500, "internal", "no ceremony state"))?;
     let (Some(ct), Some(keys)) = (st.rehearsal(), st.keys()) else {
         return Err(Refusal::new(
@@ -284,7 +285,7 @@ pub fn rehearsal(kv: &dyn Kv, id: &str, s: SignedPartialDecryption) -> Result<(C
         ));
     }
     let j = s.custodian;
-    let identity = &rec.params.custodians[j].identity_key.0;
+    let identity = &registered.identity_key.0;
     if !s.verify_signature(identity, &rec.base_hash, SharePurpose::Rehearsal) {
         return Err(Refusal::new(
             422,
@@ -311,7 +312,8 @@ pub fn rehearsal(kv: &dyn Kv, id: &str, s: SignedPartialDecryption) -> Result<(C
 /// Checks a tally share: identity signature over Q', then the proofs against K_j and the aggregate.
 pub fn tally_share(kv: &dyn Kv, id: &str, s: SignedPartialDecryption) -> Result<(Command, String), Refusal> {
     let rec = election(kv, id)?;
-    let name = custodian_name(&rec, s.custodian)?;
+    let registered = custodian(&rec, s.custodian)?.clone();
+    let name = registered.name.clone();
     if rec.phase != ElectionPhase::Tallying {
         return Err(Refusal::new(
             409,
@@ -323,7 +325,7 @@ pub fn tally_share(kv: &dyn Kv, id: &str, s: SignedPartialDecryption) -> Result<
         return Err(Refusal::new(500, "internal", "tallying without Q' or aggregate"));
     };
     let j = s.custodian;
-    let identity = &rec.params.custodians[j].identity_key.0;
+    let identity = &registered.identity_key.0;
     if !s.verify_signature(identity, &q_ext, SharePurpose::Tally) {
         return Err(Refusal::new(
             422,
@@ -358,7 +360,8 @@ pub fn signature_share(
     s: SignatureShareRequest,
 ) -> Result<(Command, String), Refusal> {
     let rec = election(kv, id)?;
-    let name = custodian_name(&rec, s.custodian)?;
+    let registered = custodian(&rec, s.custodian)?.clone();
+    let name = registered.name.clone();
     if rec.phase != ElectionPhase::Tallying {
         return Err(Refusal::new(
             409,

@@ -218,7 +218,8 @@ pub struct EventRecord {
     pub actor: String,
     /// What it did.
     pub detail: String,
-    /// Chain hash after this event.
+    /// Chain hash after this event (hex).
+    #[serde(with = "urna_keyceremony::election::hex_32")]
     pub head: Hash32,
 }
 

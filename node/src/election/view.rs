@@ -134,3 +134,16 @@ pub fn lookup(
         applied_index,
     })
 }
+
+/// The election's event chain, oldest first.
+pub fn events(h: &SmHandle, id: &str) -> Result<Vec<state::EventRecord>, Refusal> {
+    election(h, id)?;
+    let chain = state::chain(h, id)?;
+    let mut out = Vec::with_capacity(chain.count as usize);
+    for i in 0..chain.count {
+        let ev = state::get_json(h, state::T_EVENTS, &state::key_n(id, i))?
+            .ok_or_else(|| Refusal::new(500, "internal", format!("event {i} missing")))?;
+        out.push(ev);
+    }
+    Ok(out)
+}
