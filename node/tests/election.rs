@@ -531,7 +531,12 @@ async fn wait_until_ms(t: i64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_killed_mid_voting_then_whole_cluster_restarted() {
     let _g = SERIAL.lock().await;
-    let mut c = Cluster::new(3, "");
+    // Frequent snapshots and no log kept behind them: the restarted node must catch up by a snapshot
+    // that carries the election trees.
+    let mut c = Cluster::new(
+        3,
+        "snapshot_logs_since_last = 20\nmax_in_snapshot_log_to_keep = 0",
+    );
     start_and_init(&mut c).await;
     let voters = 60;
     let e = ready_election(
@@ -563,10 +568,10 @@ async fn leader_killed_mid_voting_then_whole_cluster_restarted() {
         }
     }));
     let killer = async {
-        wait_for("20 ballots before the kill", || async {
+        let at_kill = wait_for("20 ballots before the kill", || async {
             let s = c.status(leader).await?;
             let n = s["elections"][0]["ballot_count"].as_u64()?;
-            (n >= 20).then_some(())
+            (n >= 20).then(|| s["applied_index"].as_u64()).flatten()
         })
         .await;
         let ok = std::process::Command::new("kill")
@@ -575,13 +580,19 @@ async fn leader_killed_mid_voting_then_whole_cluster_restarted() {
             .status()
             .unwrap();
         assert!(ok.success());
+        at_kill
     };
-    let (receipts, ()) = tokio::join!(voting, killer);
+    let (receipts, at_kill) = tokio::join!(voting, killer);
     let receipts: Vec<Receipt> = receipts.into_iter().flatten().collect();
     assert_eq!(receipts.len(), voters);
     let survivors: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
     let new_leader = c.leader(&survivors).await;
     assert_ne!(new_leader, leader);
+    wait_for("the new leader to purge past the old leader's log", || async {
+        let s = c.status(new_leader).await?;
+        s["purged_index"].as_u64().filter(|p| *p > at_kill + 5)
+    })
+    .await;
 
     // The old leader restarts and catches up; every acknowledged ballot is there, on every node.
     c.kill(leader);
@@ -593,6 +604,11 @@ async fn leader_killed_mid_voting_then_whole_cluster_restarted() {
         let l: BallotLookup = get_json(&c, leader, &path).await;
         assert_eq!(&l.receipt, r);
     }
+    let log = std::fs::read_to_string(&c.node(leader).log).unwrap();
+    assert!(
+        log.contains("installed snapshot"),
+        "the old leader should catch up by a snapshot"
+    );
     let mut seqs: Vec<u64> = receipts.iter().map(|r| r.seq).collect();
     seqs.sort();
     assert_eq!(seqs, (0..voters as u64).collect::<Vec<_>>());
