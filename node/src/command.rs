@@ -49,8 +49,8 @@ pub enum Command {
     Ceremony {
         /// The election.
         election_id: String,
-        /// `SignedCeremonyMessage` as JSON.
-        message: Vec<u8>,
+        /// `SignedCeremonyMessage` as JSON text.
+        message: String,
     },
     /// Moves the ceremony past an expired deadline (valid only once the entry's time passed it).
     Advance {
@@ -82,7 +82,7 @@ pub enum Command {
         /// The verified `EncryptedBallot` as JSON. Kept as bytes so that decoding a log entry (on every
         /// append, replication and read) does not decode and subgroup-check its dozens of points;
         /// apply decodes only the ciphertexts it adds up.
-        ballot: Vec<u8>,
+        ballot: String,
     },
     /// Closes the box; apply computes count, aggregate and tree root.
     Close {

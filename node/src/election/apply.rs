@@ -307,12 +307,12 @@ pub(crate) fn ceremony_code(e: &CeremonyError) -> &'static str {
     }
 }
 
-fn ceremony_message(tx: &Tx, id: &str, message: &[u8]) -> Step<(Reply, Option<String>)> {
+fn ceremony_message(tx: &Tx, id: &str, message: &str) -> Step<(Reply, Option<String>)> {
     let mut rec = load(tx, id)?;
     if !matches!(rec.phase, ElectionPhase::Draft | ElectionPhase::KeyCeremony) {
         return wrong_phase(&rec, "in the key ceremony");
     }
-    let msg: SignedCeremonyMessage = match serde_json::from_slice(message) {
+    let msg: SignedCeremonyMessage = match serde_json::from_str(message) {
         Ok(m) => m,
         Err(e) => return reject("malformed", format!("the ceremony message does not parse: {e}")),
     };
@@ -534,9 +534,9 @@ fn cast(
     tx: &Tx,
     id: &str,
     h_b: &Hash32,
-    bytes: &[u8],
+    bytes: &str,
 ) -> Step<(Reply, Option<String>)> {
-    let ballot: CastView = match serde_json::from_slice(bytes) {
+    let ballot: CastView = match serde_json::from_str(bytes) {
         Ok(b) => b,
         Err(e) => return reject("malformed", format!("the logged ballot does not decode: {e}")),
     };
@@ -608,9 +608,9 @@ fn cast(
         ballot_hash: *h_b,
         previous_tracking_code: prev,
         tracking_code: tracking,
-        ballot: String::from_utf8_lossy(bytes).into_owned(),
+        ballot: bytes.to_string(),
     };
-    tx.put_json(T_BALLOTS, &key_n(id, seq), &stored)?;
+    tx.put_bin(T_BALLOTS, &key_n(id, seq), &stored)?;
     tx.put(T_HASHES, &key_n(id, seq), h_b)?;
     tx.put(
         T_VOTED,

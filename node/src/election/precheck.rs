@@ -193,7 +193,7 @@ pub fn cast(
         ));
     }
     let verified = verify_ballot(&ctx, &ballot, &mut rand::rngs::OsRng).map_err(ballot_refusal)?;
-    let bytes = serde_json::to_vec(&ballot).map_err(|e| Refusal::new(500, "internal", e.to_string()))?;
+    let bytes = serde_json::to_string(&ballot).map_err(|e| Refusal::new(500, "internal", e.to_string()))?;
     Ok(CastPlan::Propose(Box::new(Command::Cast {
         election_id: id.to_string(),
         ballot_hash: verified,
@@ -247,7 +247,7 @@ pub fn ceremony(kv: &dyn Kv, id: &str, msg: &SignedCeremonyMessage) -> Result<(C
             e.to_string(),
         ));
     }
-    let message = serde_json::to_vec(msg).map_err(|e| Refusal::new(500, "internal", e.to_string()))?;
+    let message = serde_json::to_string(msg).map_err(|e| Refusal::new(500, "internal", e.to_string()))?;
     Ok((
         Command::Ceremony {
             election_id: id.to_string(),

@@ -31,7 +31,7 @@ pub const T_EVENTS: &str = "events";
 pub const T_ROLL: &str = "roll";
 /// Roll in order: id/position -> credential.
 pub const T_ROLL_LIST: &str = "roll_list";
-/// Cast ballots (JSON [`StoredBallot`]): id/seq.
+/// Cast ballots (bincode [`StoredBallot`]): id/seq.
 pub const T_BALLOTS: &str = "ballots";
 /// Ballot hashes in cast order (the tree's leaves): id/seq -> H_b.
 pub const T_HASHES: &str = "hashes";
@@ -348,7 +348,7 @@ pub fn on_roll(kv: &dyn Kv, id: &str, c: &PublicCredential) -> Result<bool, Appl
 /// The ballot cast with a credential, if any.
 pub fn ballot_of(kv: &dyn Kv, id: &str, c: &PublicCredential) -> Result<Option<StoredBallot>, ApplyError> {
     match get_u64(kv, T_VOTED, &key(id, &c.to_bytes()))? {
-        Some(seq) => get_json(kv, T_BALLOTS, &key_n(id, seq)),
+        Some(seq) => get_bin(kv, T_BALLOTS, &key_n(id, seq)),
         None => Ok(None),
     }
 }
@@ -356,7 +356,7 @@ pub fn ballot_of(kv: &dyn Kv, id: &str, c: &PublicCredential) -> Result<Option<S
 /// The ballot with a tracking code, if any.
 pub fn ballot_by_tracking(kv: &dyn Kv, id: &str, t: &Hash32) -> Result<Option<StoredBallot>, ApplyError> {
     match get_u64(kv, T_TRACKING, &key(id, t))? {
-        Some(seq) => get_json(kv, T_BALLOTS, &key_n(id, seq)),
+        Some(seq) => get_bin(kv, T_BALLOTS, &key_n(id, seq)),
         None => Ok(None),
     }
 }

@@ -120,7 +120,7 @@ const DEADLINES: Deadlines = Deadlines {
 fn msg(id: &str, m: &urna_keyceremony::ceremony::SignedCeremonyMessage) -> Command {
     Command::Ceremony {
         election_id: id.into(),
-        message: serde_json::to_vec(m).unwrap(),
+        message: serde_json::to_string(m).unwrap(),
     }
 }
 
@@ -197,7 +197,7 @@ fn cast_cmd(ctx: &BallotContext, code: &CredentialCode, sel: &[Vec<usize>]) -> C
     Command::Cast {
         election_id: ID.into(),
         ballot_hash: b.hash(ctx),
-        ballot: serde_json::to_vec(&b).unwrap(),
+        ballot: serde_json::to_string(&b).unwrap(),
     }
 }
 
@@ -275,12 +275,12 @@ async fn phases_window_roll_and_idempotent_retry() {
     let Command::Cast { ballot: bytes, .. } = b0.clone() else {
         unreachable!()
     };
-    let mut copied: urna_keyceremony::ballot::EncryptedBallot = serde_json::from_slice(&bytes).unwrap();
+    let mut copied: urna_keyceremony::ballot::EncryptedBallot = serde_json::from_str(&bytes).unwrap();
     copied.sign(&ctx, &s.codes[1].signing_key());
     let copied = Command::Cast {
         election_id: ID.into(),
         ballot_hash: copied.hash(&ctx),
-        ballot: serde_json::to_vec(&copied).unwrap(),
+        ballot: serde_json::to_string(&copied).unwrap(),
     };
     assert_eq!(h.refused(copied, 10_003).await, "duplicate_ciphertext");
     assert_eq!(h.count(), 1);
