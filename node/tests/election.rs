@@ -183,6 +183,32 @@ async fn ready_election(
         )
         .await;
     };
+    // A join signed with another custodian's identity key: 422, nothing recorded.
+    let mut forged = custodians[1].join();
+    forged.sender = 0;
+    let (s, v) = post_until(
+        c,
+        &[2],
+        &format!("/v1/elections/{id}/ceremony/joins"),
+        None,
+        &forged,
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (422, Some("bad_signature")),
+        "{v}"
+    );
+    // A message under the wrong route: 400.
+    let (s, _) = post_until(
+        c,
+        &[3],
+        &format!("/v1/elections/{id}/ceremony/deals"),
+        None,
+        &custodians[0].join(),
+    )
+    .await;
+    assert_eq!(s, 400);
     for (j, cu) in custodians.iter().enumerate() {
         send(j, "joins", cu.join()).await;
     }
@@ -759,10 +785,21 @@ async fn hostile_input_is_refused_and_the_count_does_not_move() {
     let (b, _) = encrypt_ballot(&e.ctx, &p, &stranger.signing_key(), &mut OsRng).unwrap();
     let (s, v) = post(1, path.clone(), serde_json::to_vec(&b).unwrap()).await;
     assert_eq!((s, code(&v)), (409, "not_on_roll"), "{v}");
+    // Custodian messages out of phase: 409.
+    let (s, v) = post(
+        3,
+        format!("/v1/elections/{}/tally/signatures", e.id),
+        serde_json::to_vec(&SignatureShareRequest {
+            custodian: 0,
+            share: WireSignatureShare(tally::sign_result(&e.secrets[0].signing_share, &[0u8; 32])),
+        })
+        .unwrap(),
+    )
+    .await;
+    assert_eq!((s, code(&v)), (409, "wrong_phase"), "{v}");
     // Too large: 413.
     let (s, v) = post(2, path.clone(), vec![b' '; 2 * 1024 * 1024]).await;
     assert_eq!((s, code(&v)), (413, "too_large"), "{v}");
-    // A bad tally share before tallying: 409; a ceremony message after the ceremony: 409.
     assert_eq!(count(1).await, 0);
 
     // One good ballot moves the count to 1, and nothing else does.

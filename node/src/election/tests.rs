@@ -400,3 +400,75 @@ async fn too_few_ballots_close_without_tally_and_advance_disqualifies() {
     forged.sender = 0;
     assert_eq!(h.refused(msg(ID, &forged), 5_001).await, "wrong_phase");
 }
+
+#[tokio::test]
+async fn shares_and_challenges_only_in_their_phase() {
+    let mut h = Harness::new();
+    let s = setup(3, 2, 2);
+    h.ok(
+        Command::CreateElection {
+            params: s.params.clone(),
+            deadlines: DEADLINES,
+            roll: s.codes.iter().map(|c| c.public()).collect(),
+        },
+        0,
+    )
+    .await;
+    let empty = urna_keyceremony::tally::PartialDecryption { shares: vec![] };
+    let sig = urna_keyceremony::tally::WireSignature(s.keys[0].sign(b"x"));
+    let rehearsal = Command::RehearsalShare {
+        election_id: ID.into(),
+        custodian: 0,
+        partial: empty.clone(),
+        signature: sig.clone(),
+    };
+    assert_eq!(h.refused(rehearsal, 0).await, "wrong_phase");
+    let secrets = ceremony(&mut h, &s, 100).await;
+    let ctx = ballot_ctx(&h);
+    let tally_share = Command::TallyShare {
+        election_id: ID.into(),
+        custodian: 0,
+        partial: empty,
+        signature: sig,
+    };
+    assert_eq!(h.refused(tally_share.clone(), 100).await, "wrong_phase");
+    let rh = [0u8; 32];
+    let sig_share = Command::SignatureShare {
+        election_id: ID.into(),
+        custodian: 0,
+        share: WireSignatureShare(tally::sign_result(&secrets[0].signing_share, &rh)),
+    };
+    assert_eq!(h.refused(sig_share.clone(), 100).await, "wrong_phase");
+    // A challenge needs the box open.
+    let p = PlaintextBallot::from_selected(ctx.manifest(), &[vec![0], vec![]]).unwrap();
+    let (b, sec) = encrypt_ballot(&ctx, &p, &s.codes[0].signing_key(), &mut OsRng).unwrap();
+    let challenge = Command::Challenge {
+        election_id: ID.into(),
+        spoiled: urna_keyceremony::ballot::spoil(&b, &sec),
+    };
+    assert_eq!(h.refused(challenge.clone(), 100).await, "wrong_phase");
+    h.ok(
+        Command::Open {
+            election_id: ID.into(),
+        },
+        100,
+    )
+    .await;
+    assert_eq!(h.ok(challenge.clone(), 10_000).await, Reply::Challenge { seq: 0 });
+    assert_eq!(h.ok(challenge, 10_000).await, Reply::Challenge { seq: 1 });
+    // Spoiled ballots never enter the count or the aggregate.
+    assert_eq!(h.count(), 0);
+    // Too few ballots: Closed, and shares are refused there too.
+    h.ok(
+        Command::Close {
+            election_id: ID.into(),
+        },
+        20_000,
+    )
+    .await;
+    let rec = h.record();
+    assert_eq!(rec.phase, ElectionPhase::Closed);
+    assert_eq!(rec.final_count, Some(0));
+    assert_eq!(h.refused(tally_share, 20_000).await, "wrong_phase");
+    assert_eq!(h.refused(sig_share, 20_000).await, "wrong_phase");
+}
