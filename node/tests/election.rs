@@ -28,7 +28,7 @@ use urna_keyceremony::manifest::Manifest;
 use urna_keyceremony::tally::{self, TallyContext, WireSignatureShare};
 
 /// Length of the full election's voting window (the close waits for its end).
-const WINDOW_MS: i64 = 25_000;
+const WINDOW_MS: i64 = 30_000;
 
 /// The tests of this file run one at a time (an async lock: a failed test does not poison it).
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

@@ -472,3 +472,44 @@ async fn shares_and_challenges_only_in_their_phase() {
     assert_eq!(h.refused(tally_share, 20_000).await, "wrong_phase");
     assert_eq!(h.refused(sig_share, 20_000).await, "wrong_phase");
 }
+
+#[tokio::test]
+async fn elections_are_independent() {
+    let mut h = Harness::new();
+    let s = setup(3, 2, 3);
+    let mut other = s.params.clone();
+    other.election_id = format!("{ID}-2");
+    for params in [&s.params, &other] {
+        h.ok(
+            Command::CreateElection {
+                params: params.clone(),
+                deadlines: DEADLINES,
+                roll: vec![s.codes[0].public()],
+            },
+            0,
+        )
+        .await;
+    }
+    h.ok(
+        Command::AddRoll {
+            election_id: ID.into(),
+            credentials: vec![s.codes[1].public(), s.codes[2].public()],
+        },
+        0,
+    )
+    .await;
+    let r2 = state::record(&h.handle, &other.election_id).unwrap().unwrap();
+    assert_eq!((h.record().roll_count, r2.roll_count), (3, 1));
+    assert_ne!(h.record().base_hash, r2.base_hash);
+    // Ceremony messages of one election do not count in the other (and are signed over its Q).
+    ceremony(&mut h, &s, 100).await;
+    let r2 = state::record(&h.handle, &other.election_id).unwrap().unwrap();
+    assert_eq!(r2.phase, ElectionPhase::Draft);
+    let briefs: Vec<_> = super::view::briefs(&h.handle)
+        .unwrap()
+        .into_iter()
+        .map(|b| b.phase)
+        .collect();
+    assert_eq!(briefs, vec![ElectionPhase::Ready, ElectionPhase::Draft]);
+    assert_eq!(state::chain(&h.handle, &other.election_id).unwrap().count, 1);
+}
