@@ -372,3 +372,79 @@ pub struct ResultResponse {
     /// The applied log index this answer reflects.
     pub applied_index: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use urna_keyceremony::blsttc::SecretKeySet;
+    use urna_keyceremony::elgamal::Ciphertext;
+    use urna_keyceremony::group::{g_mul, Point};
+    use urna_keyceremony::proofs::KeyTable;
+    use urna_keyceremony::tally::{key_share, partial_decrypt, TallyContext};
+
+    fn share() -> (blsttc::SecretKey, PartialDecryption) {
+        let mut rng = rand_core_rng();
+        let sks = SecretKeySet::random(1, &mut rng);
+        let pks = sks.public_keys();
+        let k = Point::from_bytes(&pks.public_key().to_bytes()).unwrap();
+        let ct = Ciphertext::encrypt(&KeyTable::new(k), 1, &blsttc::Fr::from(7u64)).unwrap();
+        let ctx = TallyContext::new([1u8; 32], 3);
+        let kj = key_share(&pks, 0).unwrap();
+        let pd = partial_decrypt(&ctx, 0, &sks.secret_key_share(0), &kj, &[ct], &mut rng).unwrap();
+        (blsttc::SecretKey::random(), pd)
+    }
+
+    fn rand_core_rng() -> rand::rngs::ThreadRng {
+        rand::thread_rng()
+    }
+
+    #[test]
+    fn share_signature_binds_context_purpose_and_custodian() {
+        let (sk, pd) = share();
+        let pk = sk.public_key();
+        let q = [5u8; 32];
+        let s = SignedPartialDecryption::sign(&sk, &q, SharePurpose::Tally, 0, pd.clone());
+        assert!(s.verify_signature(&pk, &q, SharePurpose::Tally));
+        assert!(!s.verify_signature(&pk, &[6u8; 32], SharePurpose::Tally));
+        assert!(!s.verify_signature(&pk, &q, SharePurpose::Rehearsal));
+        let mut moved = s.clone();
+        moved.custodian = 1;
+        assert!(!moved.verify_signature(&pk, &q, SharePurpose::Tally));
+        // JSON roundtrip keeps the signature valid.
+        let back: SignedPartialDecryption =
+            serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert!(back.verify_signature(&pk, &q, SharePurpose::Tally));
+        // The statement covers the share's points.
+        let mut other = pd;
+        other.shares[0].m = Point::from_proj(&g_mul(&blsttc::Fr::from(3u64))).unwrap();
+        assert_ne!(
+            share_statement(&q, SharePurpose::Tally, 0, &other),
+            share_statement(&q, SharePurpose::Tally, 0, &s.partial)
+        );
+    }
+
+    #[test]
+    fn error_body_and_receipt_json() {
+        let e: ErrorBody =
+            serde_json::from_str(r#"{"error":{"code":"already_voted","message":"m"}}"#).unwrap();
+        assert_eq!(e.error.code, "already_voted");
+        assert_eq!(e.error.leader, None);
+        let r = Receipt {
+            election_id: "e".into(),
+            ballot_hash: [1; 32],
+            previous_tracking_code: [2; 32],
+            tracking_code: [3; 32],
+            seq: 4,
+            index: 5,
+            signed_head: None,
+        };
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["tracking_code"], hex::encode([3u8; 32]));
+        assert_eq!(serde_json::from_value::<Receipt>(v).unwrap(), r);
+        assert_eq!(ElectionPhase::KeyCeremony.to_string(), "key_ceremony");
+        assert_eq!(
+            serde_json::to_value(ElectionPhase::KeyCeremony).unwrap(),
+            "key_ceremony"
+        );
+    }
+}
