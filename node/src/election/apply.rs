@@ -3,12 +3,13 @@
 //! Every state-dependent condition is re-checked here (phase, window by entry time, roll membership,
 //! one ballot per credential, duplicate ciphertexts, ceremony rules through [`CeremonyState::apply`]).
 //! A failing check returns a [`Fail::Reject`] *before anything is written*, so a refused entry is a
-//! recorded no-op. Proofs and signatures that are expensive were verified by the receiving node before
-//! it proposed; nothing here is randomised.
+//! recorded no-op. Proofs and signatures that are expensive were verified by the node that proposed
+//! the entry (the leader; followers forward writes to it); nothing here is randomised.
 
 use sled::transaction::{TransactionalTree, UnabortableTransactionError};
 use urna_client::wire::ElectionPhase;
 use urna_keyceremony::ballot::SpoiledBallot;
+use urna_keyceremony::blsttc;
 use urna_keyceremony::board;
 use urna_keyceremony::ceremony::{
     CeremonyError, CeremonyState, Deadlines, Phase as CPhase, SignedCeremonyMessage,
@@ -869,5 +870,3 @@ fn signature_share(tx: &Tx, id: &str, j: usize, share: &WireSignatureShare) -> S
     tx.put_json(T_SIGSHARES, &key_n(id, j as u64), share)?;
     Ok(elected(rec.phase, id, detail))
 }
-
-use urna_keyceremony::blsttc;

@@ -1,6 +1,7 @@
-//! Checks the receiving node runs before it proposes an election command: the cheap state checks for a
-//! fast answer, then the expensive ones (ballot signature and proofs, ceremony signatures and proofs,
-//! partial-decryption proofs, signature shares). A request that fails never enters the log.
+//! Checks the proposing node (the leader: followers forward writes to it) runs before it proposes an
+//! election command: the cheap state checks for a fast answer, then the expensive ones (ballot
+//! signature and proofs, ceremony signatures and proofs, partial-decryption proofs, signature shares).
+//! A request that fails never enters the log.
 //!
 //! Apply re-checks everything state-dependent; these checks only keep bad requests out of the log.
 
