@@ -45,6 +45,7 @@ pub async fn run_with(
             .connect_timeout(Duration::from_secs(2))
             .build()?,
         contexts: Arc::new(Default::default()),
+        verifier: Arc::new(crate::election::batch::BatchVerifier::start()),
     };
     let router = api::router(state, config.max_body_bytes);
     let listener = tokio::net::TcpListener::bind(&config.listen)

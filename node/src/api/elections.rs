@@ -592,7 +592,14 @@ async fn cast(
     let plan = blocking(move || precheck::cast(&store, &contexts, &id2, &raw2, now_ms())).await?;
     let cmd = match plan {
         CastPlan::Retry(b) => return Ok(Json(view::receipt(&id, &b)).into_response()),
-        CastPlan::Propose(cmd) => *cmd,
+        CastPlan::Verify(ctx, ballot) => {
+            let (ballot, verified) = app
+                .verifier
+                .verify(ctx, *ballot)
+                .await
+                .ok_or_else(|| ApiError::internal("the ballot verifier stopped"))?;
+            precheck::cast_command(&id, &ballot, verified)?
+        }
         CastPlan::CloseInstead => {
             let proposer = format!("node-{}", app.id);
             let cmd = Command::Close {

@@ -57,6 +57,8 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// Ballot contexts (key tables) per election, for verifying casts and challenges.
     pub contexts: Arc<crate::election::precheck::ContextCache>,
+    /// Batch verifier of concurrent casts.
+    pub verifier: Arc<crate::election::batch::BatchVerifier>,
 }
 
 /// Builds the router. `max_body` limits API bodies; Raft RPC bodies get [`MAX_RAFT_BODY`].

@@ -2,11 +2,15 @@
 //!
 //! - [`state`]: stored records, tree names and keys, reads shared by apply and the API.
 //! - [`apply`]: the judge, applying each election command deterministically.
+//! - [`precheck`]: the checks the proposing node runs before proposing.
+//! - [`batch`]: batch verification of concurrent casts (before proposing only).
+//! - [`view`]: read-side views (the API's JSON answers).
 //!
 //! The app also keeps the replication layer's notes commands (delegated to [`NotesApp`]), so the
 //! cluster tests run against the production application.
 
 pub mod apply;
+pub mod batch;
 pub mod precheck;
 pub mod state;
 pub mod view;

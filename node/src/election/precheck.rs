@@ -9,9 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use urna_client::wire::{ElectionPhase, SharePurpose, SignatureShareRequest, SignedPartialDecryption};
-use urna_keyceremony::ballot::{
-    verify_ballot, verify_spoiled, BallotContext, BallotError, EncryptedBallot, SpoiledBallot,
-};
+use urna_keyceremony::ballot::{verify_spoiled, BallotContext, BallotError, EncryptedBallot, SpoiledBallot};
 use urna_keyceremony::ceremony::{Phase as CPhase, SignedCeremonyMessage};
 use urna_keyceremony::election::Custodian as Registered;
 use urna_keyceremony::hash::Hash32;
@@ -68,8 +66,8 @@ impl From<ApplyError> for Refusal {
 
 /// What a cast request turns into.
 pub enum CastPlan {
-    /// Propose this `Cast` command.
-    Propose(Box<Command>),
+    /// Passed the cheap checks: verify the signature and proofs (batched), then propose.
+    Verify(Arc<BallotContext>, Box<EncryptedBallot>),
     /// An identical retry of a recorded ballot: answer with its receipt.
     Retry(Box<state::StoredBallot>),
     /// The window has closed: propose a `Close` and answer 409 `election_closed`.
@@ -147,8 +145,8 @@ fn ballot_refusal(e: BallotError) -> Refusal {
     }
 }
 
-/// Checks a cast, cheapest first: size, decoding, phase and window (local clock), roll and
-/// not-yet-voted, then signature and proofs (CPU-heavy: run it off the async runtime).
+/// Checks a cast, cheapest first: phase, size and decoding, window (local clock), roll and
+/// not-yet-voted. Signature and proofs follow in [`super::batch`], then [`cast_command`].
 pub fn cast(
     kv: &dyn Kv,
     cache: &ContextCache,
@@ -193,13 +191,22 @@ pub fn cast(
             "this credential has already cast a different ballot",
         ));
     }
-    let verified = verify_ballot(&ctx, &ballot, &mut rand::rngs::OsRng).map_err(ballot_refusal)?;
-    let bytes = serde_json::to_string(&ballot).map_err(|e| Refusal::new(500, "internal", e.to_string()))?;
-    Ok(CastPlan::Propose(Box::new(Command::Cast {
+    Ok(CastPlan::Verify(ctx, Box::new(ballot)))
+}
+
+/// The `Cast` command of a verified ballot (logged as its JSON text).
+pub fn cast_command(
+    id: &str,
+    ballot: &EncryptedBallot,
+    verified: Result<Hash32, BallotError>,
+) -> Result<Command, Refusal> {
+    let ballot_hash = verified.map_err(ballot_refusal)?;
+    let text = serde_json::to_string(ballot).map_err(|e| Refusal::new(500, "internal", e.to_string()))?;
+    Ok(Command::Cast {
         election_id: id.to_string(),
-        ballot_hash: verified,
-        ballot: bytes,
-    })))
+        ballot_hash,
+        ballot: text,
+    })
 }
 
 /// Checks a spoiled ballot (the election must be open; the nonces must re-derive the ciphertexts).
