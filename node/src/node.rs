@@ -46,6 +46,7 @@ pub async fn run_with(
             .build()?,
         contexts: Arc::new(Default::default()),
         verifier: Arc::new(crate::election::batch::BatchVerifier::start()),
+        challenges: Arc::new(Default::default()),
     };
     let router = api::router(state, config.max_body_bytes);
     let listener = tokio::net::TcpListener::bind(&config.listen)

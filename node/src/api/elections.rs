@@ -644,13 +644,17 @@ async fn cast(
     }
 }
 
-/// `POST /v1/elections/{id}/challenges`: a spoiled ballot (Benaloh challenge).
+/// `POST /v1/elections/{id}/challenges`: a spoiled ballot (Benaloh challenge), rate-limited per
+/// receiving node (429 `rate_limited`).
 async fn challenge(
     State(app): State<AppState>,
     P(id): P<String>,
     headers: HeaderMap,
     body: Payload<SpoiledBallot>,
 ) -> Result<Response, ApiError> {
+    if !headers.contains_key(FORWARDED_HEADER) {
+        app.challenges.take()?;
+    }
     forward_if_follower!(app, format!("/v1/elections/{id}/challenges"), headers, body.raw);
     let store = app.store.clone();
     let contexts = app.contexts.clone();

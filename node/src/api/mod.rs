@@ -59,6 +59,8 @@ pub struct AppState {
     pub contexts: Arc<crate::election::precheck::ContextCache>,
     /// Batch verifier of concurrent casts.
     pub verifier: Arc<crate::election::batch::BatchVerifier>,
+    /// Rate limit of spoiled-ballot challenges received by this node.
+    pub challenges: Arc<crate::election::precheck::RateLimit>,
 }
 
 /// Builds the router. `max_body` limits API bodies; Raft RPC bodies get [`MAX_RAFT_BODY`].

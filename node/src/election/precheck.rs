@@ -110,6 +110,52 @@ impl ContextCache {
     }
 }
 
+/// A token bucket limiting spoiled-ballot challenges per node (design 4.5: challenges are
+/// rate-limited, since every one is a log entry that carries no vote).
+pub struct RateLimit {
+    state: Mutex<(std::time::Instant, f64)>,
+    per_second: f64,
+    burst: f64,
+}
+
+impl RateLimit {
+    /// A bucket refilled at `per_second`, holding at most `burst` tokens.
+    pub fn new(per_second: f64, burst: f64) -> Self {
+        RateLimit {
+            state: Mutex::new((std::time::Instant::now(), burst)),
+            per_second,
+            burst,
+        }
+    }
+
+    /// Takes a token, or refuses with 429.
+    pub fn take(&self) -> Result<(), Refusal> {
+        let mut st = self
+            .state
+            .lock()
+            .map_err(|_| Refusal::new(500, "internal", "rate limiter poisoned"))?;
+        let now = std::time::Instant::now();
+        let tokens = (st.1 + now.duration_since(st.0).as_secs_f64() * self.per_second).min(self.burst);
+        if tokens < 1.0 {
+            *st = (now, tokens);
+            return Err(Refusal::new(
+                429,
+                "rate_limited",
+                "too many challenges; retry in a moment",
+            ));
+        }
+        *st = (now, tokens - 1.0);
+        Ok(())
+    }
+}
+
+impl Default for RateLimit {
+    /// 20 challenges per second per node, bursts of 100.
+    fn default() -> Self {
+        RateLimit::new(20.0, 100.0)
+    }
+}
+
 /// The election's record, or 404.
 pub fn election(kv: &dyn Kv, id: &str) -> Result<ElectionRecord, Refusal> {
     state::record(kv, id)?

@@ -513,3 +513,12 @@ async fn elections_are_independent() {
     assert_eq!(briefs, vec![ElectionPhase::Ready, ElectionPhase::Draft]);
     assert_eq!(state::chain(&h.handle, &other.election_id).unwrap().count, 1);
 }
+
+#[test]
+fn challenges_are_rate_limited() {
+    let rl = super::precheck::RateLimit::new(1.0, 3.0);
+    for _ in 0..3 {
+        rl.take().unwrap();
+    }
+    assert_eq!(rl.take().unwrap_err().status, 429);
+}
