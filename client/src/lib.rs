@@ -1,4 +1,10 @@
-//! Urna's wire types and client library (built out by the CLI issue).
+//! Urna's wire types and client library (the CLI is built out by its own issue).
+//!
+//! - [`wire`]: the JSON bodies of the election API.
+#![warn(missing_docs)]
+
+pub mod wire;
+
 pub use urna_keyceremony as crypto;
 
 pub mod cli;

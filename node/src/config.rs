@@ -84,6 +84,11 @@ pub struct RaftTuning {
     pub max_in_snapshot_log_to_keep: u64,
     /// Snapshot chunk size for the streamed install (bytes).
     pub snapshot_chunk_bytes: u64,
+    /// Most entries per AppendEntries RPC. A replication RPC must complete within one heartbeat
+    /// interval (openraft's timeout), so batches of ballots (~10 KB each) are kept small enough to
+    /// transfer, authenticate, decode and flush in time; otherwise a lagging follower could retry the
+    /// same oversized batch forever.
+    pub max_payload_entries: u64,
 }
 
 impl Default for RaftTuning {
@@ -95,6 +100,7 @@ impl Default for RaftTuning {
             snapshot_logs_since_last: 5000,
             max_in_snapshot_log_to_keep: 1000,
             snapshot_chunk_bytes: 3 * 1024 * 1024,
+            max_payload_entries: 64,
         }
     }
 }
@@ -241,6 +247,7 @@ impl Config {
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(r.snapshot_logs_since_last),
             max_in_snapshot_log_to_keep: r.max_in_snapshot_log_to_keep,
             snapshot_max_chunk_size: r.snapshot_chunk_bytes,
+            max_payload_entries: r.max_payload_entries.max(1),
             ..Default::default()
         };
         Ok(c.validate()?)

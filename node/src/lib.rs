@@ -16,6 +16,7 @@
 pub mod api;
 pub mod command;
 pub mod config;
+pub mod election;
 pub mod network;
 pub mod node;
 pub mod store;

@@ -9,12 +9,13 @@ use anyhow::Context;
 
 use crate::api::{self, AppState};
 use crate::config::Config;
+use crate::election::ElectionApp;
 use crate::network::Network;
-use crate::store::{self, Application, NotesApp, Raft};
+use crate::store::{self, Application, Raft};
 
-/// Runs a node with the notes application until `shutdown` resolves.
+/// Runs a node with the election application until `shutdown` resolves.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-    run_with(config, Arc::new(NotesApp), shutdown).await
+    run_with(config, Arc::new(ElectionApp), shutdown).await
 }
 
 /// Runs a node with the given application until `shutdown` resolves.
@@ -43,6 +44,9 @@ pub async fn run_with(
         http: reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
             .build()?,
+        contexts: Arc::new(Default::default()),
+        verifier: Arc::new(crate::election::batch::BatchVerifier::start()),
+        challenges: Arc::new(Default::default()),
     };
     let router = api::router(state, config.max_body_bytes);
     let listener = tokio::net::TcpListener::bind(&config.listen)

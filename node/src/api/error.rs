@@ -3,16 +3,8 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::{Deserialize, Serialize};
-
-/// Where the leader is, as far as this node knows.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LeaderHint {
-    /// The leader's node id.
-    pub id: u64,
-    /// The leader's HTTP address, if known.
-    pub addr: Option<String>,
-}
+pub use urna_client::wire::LeaderHint;
+use urna_client::wire::{ErrorBody, ErrorDetail};
 
 /// An API error.
 #[derive(Debug)]
@@ -25,19 +17,6 @@ pub struct ApiError {
     pub message: String,
     /// Leader hint (on 503 answers).
     pub leader: Option<LeaderHint>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct Body {
-    error: Inner,
-}
-
-#[derive(Serialize, Deserialize)]
-struct Inner {
-    code: String,
-    message: String,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    leader: Option<LeaderHint>,
 }
 
 impl ApiError {
@@ -73,8 +52,8 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Body {
-            error: Inner {
+        let body = ErrorBody {
+            error: ErrorDetail {
                 code: self.code,
                 message: self.message,
                 leader: self.leader,
@@ -93,6 +72,13 @@ impl From<axum::extract::rejection::BytesRejection> for ApiError {
             "bad_request"
         };
         Self::new(status, code, r.body_text())
+    }
+}
+
+impl From<crate::election::precheck::Refusal> for ApiError {
+    fn from(r: crate::election::precheck::Refusal) -> Self {
+        let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        Self::new(status, r.code, r.message)
     }
 }
 

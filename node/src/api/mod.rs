@@ -6,6 +6,7 @@
 //! lands on a non-leader, or a request when no leader is known, gets 503 with a leader hint.
 
 mod cluster;
+mod elections;
 mod error;
 mod raft;
 mod status;
@@ -54,6 +55,12 @@ pub struct AppState {
     pub peers: Arc<Vec<Peer>>,
     /// HTTP client used to forward writes to the leader.
     pub http: reqwest::Client,
+    /// Ballot contexts (key tables) per election, for verifying casts and challenges.
+    pub contexts: Arc<crate::election::precheck::ContextCache>,
+    /// Batch verifier of concurrent casts.
+    pub verifier: Arc<crate::election::batch::BatchVerifier>,
+    /// Rate limit of spoiled-ballot challenges received by this node.
+    pub challenges: Arc<crate::election::precheck::RateLimit>,
 }
 
 /// Builds the router. `max_body` limits API bodies; Raft RPC bodies get [`MAX_RAFT_BODY`].
@@ -73,6 +80,7 @@ pub fn router(app: AppState, max_body: usize) -> Router {
         .route("/v1/cluster/learners", post(cluster::add_learner))
         .route("/v1/cluster/membership", post(cluster::change_membership))
         .route("/v1/notes", post(post_note))
+        .merge(elections::routes())
         .layer(DefaultBodyLimit::max(max_body));
     raft.merge(api).fallback(not_found).with_state(app)
 }
@@ -234,6 +242,60 @@ where
             e.to_string(),
         )),
         Err(RaftError::Fatal(f)) => Err(ApiError::unavailable("raft_stopped", f.to_string(), None)),
+    }
+}
+
+/// What a proposal came to: applied here, or answered by the leader it was forwarded to.
+pub enum Proposed {
+    /// Committed and applied: the log index, the digest after it and the command's reply.
+    Applied {
+        /// Log index.
+        index: u64,
+        /// Digest after the entry (hex).
+        digest: String,
+        /// The reply.
+        reply: Reply,
+    },
+    /// Rejected by apply (a recorded no-op).
+    Rejected {
+        /// snake_case code.
+        code: String,
+        /// Message.
+        message: String,
+    },
+    /// The leader's answer to the forwarded request.
+    Forwarded(Response),
+}
+
+/// Proposes a command as `proposer` (forwarding to the leader when needed), after commit and apply.
+pub async fn propose_command(
+    app: &AppState,
+    path: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+    proposer: &str,
+    command: Command,
+) -> Result<Proposed, ApiError> {
+    let request = crate::store::Request {
+        command,
+        proposer: proposer.to_string(),
+        stamp_ms: now_ms(),
+    };
+    let raft = app.raft.clone();
+    let r = match write_or_forward(app, path, headers, body, || raft.client_write(request)).await? {
+        Ok(r) => r,
+        Err(forwarded) => return Ok(Proposed::Forwarded(forwarded)),
+    };
+    match r.data.outcome {
+        Outcome::Applied(reply) => Ok(Proposed::Applied {
+            index: r.data.index,
+            digest: r.data.digest,
+            reply,
+        }),
+        Outcome::Rejected { code, message } => Ok(Proposed::Rejected { code, message }),
+        other => Err(ApiError::internal(format!(
+            "unexpected outcome of a command: {other:?}"
+        ))),
     }
 }
 

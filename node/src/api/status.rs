@@ -31,6 +31,8 @@ pub struct Status {
     pub snapshot_index: Option<u64>,
     /// Last purged log index.
     pub purged_index: Option<u64>,
+    /// Every election's phase and ballot count.
+    pub elections: Vec<urna_client::wire::ElectionBrief>,
 }
 
 pub(crate) fn role_name(s: ServerState) -> &'static str {
@@ -93,6 +95,7 @@ pub async fn status(State(app): State<AppState>) -> Result<Json<Status>, ApiErro
         digest: hex::encode(st.digest),
         snapshot_index: m.snapshot.map(|l| l.index),
         purged_index: m.purged.map(|l| l.index),
+        elections: crate::election::view::briefs(&app.store)?,
     }))
 }
 

@@ -153,6 +153,10 @@ impl Application for NotesApp {
                 meta.insert(b"count", IVec::from(encode(&seq)?))?;
                 Ok(Outcome::Applied(Reply::Note { seq }))
             }
+            other => Ok(Outcome::Rejected {
+                code: "unsupported_command".into(),
+                message: format!("the notes application does not handle {}", other.kind()),
+            }),
         }
     }
 }

@@ -178,6 +178,20 @@ impl SmHandle {
             None => Ok(None),
         }
     }
+
+    /// Every key/value pair of one application tree, in key order (outside any transaction).
+    pub fn app_scan(&self, tree: &str) -> StorageResult<Vec<(Vec<u8>, Vec<u8>)>> {
+        let name = format!("app/{tree}");
+        let Some((_, t)) = self.inner.data_trees.iter().find(|(n, _)| *n == name) else {
+            return Ok(Vec::new());
+        };
+        t.iter()
+            .map(|kv| {
+                let (k, v) = kv.map_err(|e| sm_read(&e))?;
+                Ok((k.to_vec(), v.to_vec()))
+            })
+            .collect()
+    }
 }
 
 impl StateMachineStore {
