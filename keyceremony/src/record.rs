@@ -7,8 +7,9 @@
 //! returns one line per check; `urna verify` prints that table.
 //!
 //! Conventions fixed here and used by the node as well:
-//! - the rehearsal's partial decryptions are bound to the ceremony's final transcript hash (Q' does not
-//!   exist yet at that point): [`rehearsal_context`];
+//! - the rehearsal's partial decryptions are bound to the base hash Q (Q' does not exist yet at that
+//!   point; the rehearsal ciphertext itself derives from the final ceremony transcript):
+//!   [`rehearsal_context`];
 //! - the close entry hash that the certificate signs over is [`CloseSummary::hash`].
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -176,9 +177,9 @@ pub struct ElectionRecord {
     pub certificate: Option<Certificate>,
 }
 
-/// The context hash rehearsal partial decryptions are bound to: the ceremony's final transcript hash.
-pub fn rehearsal_context(final_transcript: &Hash32, custodians: usize) -> TallyContext {
-    TallyContext::new(*final_transcript, custodians)
+/// The context rehearsal partial decryptions are bound to: the base hash Q.
+pub fn rehearsal_context(base_hash: &Hash32, custodians: usize) -> TallyContext {
+    TallyContext::new(*base_hash, custodians)
 }
 
 /// The outcome of one check.
@@ -349,7 +350,7 @@ pub fn verify_record(record: &ElectionRecord) -> VerificationReport {
     // Rehearsal: q valid partial decryptions of the rehearsal ciphertext combine to 1.
     let rehearsal_ok = (|| -> Result<String, String> {
         let ct = *state.rehearsal().ok_or("no rehearsal ciphertext")?;
-        let ctx = rehearsal_context(&final_transcript, n);
+        let ctx = rehearsal_context(&params.base_hash(), n);
         let valid = valid_decryptions(&ctx, &keys, &record.rehearsal, std::slice::from_ref(&ct))?;
         let shares: Vec<(usize, &PartialDecryption)> =
             valid.iter().map(|d| (d.custodian, &d.partial)).collect();

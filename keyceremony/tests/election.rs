@@ -103,7 +103,7 @@ fn run_election(seed: u64) -> Election {
 
     // Rehearsal: three custodians decrypt the rehearsal ciphertext through the tally code path.
     let rehearsal_ct = *state.rehearsal().unwrap();
-    let rctx = rehearsal_context(&transcript, N);
+    let rctx = rehearsal_context(&params.base_hash(), N);
     let rehearsal: Vec<CustodianDecryption> = [0usize, 2, 4]
         .iter()
         .map(|&j| CustodianDecryption {

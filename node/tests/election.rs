@@ -516,6 +516,19 @@ async fn full_election_on_three_nodes() {
     let cert = res.certificate.unwrap();
     assert_eq!(cert.result_hash, rh);
     cert.verify(&keys.signing.public_key()).unwrap();
+    // The election record served by every node re-verifies offline, trusting no node.
+    for node in 1..=3 {
+        let record: urna_keyceremony::record::ElectionRecord = get_json(
+            &c,
+            node,
+            &format!("/v1/elections/{}/record?consistent=true", e.id),
+        )
+        .await;
+        assert_eq!(record.ballots.len(), voters + 1);
+        let report = urna_keyceremony::record::verify_record(&record);
+        assert!(report.passed(), "node {node}: {:?}", report.first_failure());
+        assert_eq!(record.tally.as_ref().map(|t| t.flat()), Some(truth.clone()));
+    }
     // The audit trail names who caused every transition.
     let ev: Value = get_json(&c, 2, &format!("/v1/elections/{}/events?consistent=true", e.id)).await;
     let events = ev["events"].as_array().unwrap();

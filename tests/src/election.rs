@@ -112,7 +112,7 @@ pub fn run_election(seed: u64, ballots: usize) -> TestElection {
         .unwrap_or_else(|| panic!("no transcript"));
 
     let rehearsal_ct = *state.rehearsal().unwrap_or_else(|| panic!("no rehearsal"));
-    let rctx = rehearsal_context(&transcript, CUSTODIANS);
+    let rctx = rehearsal_context(&params.base_hash(), CUSTODIANS);
     let rehearsal: Vec<CustodianDecryption> = [0usize, 1]
         .iter()
         .map(|&j| CustodianDecryption {

@@ -47,6 +47,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/elections/:id/challenges", post(challenge))
         .route("/v1/elections/:id/result", get(result))
         .route("/v1/elections/:id/events", get(events))
+        .route("/v1/elections/:id/record", get(record))
         .route("/v1/elections/:id/tally/shares", post(tally_share))
         .route("/v1/elections/:id/tally/signatures", post(signature_share))
 }
@@ -332,6 +333,26 @@ async fn events(
         Json(serde_json::json!({ "election_id": id, "events": events, "applied_index": applied }))
             .into_response(),
     )
+}
+
+/// `GET /v1/elections/{id}/record`: the whole election record (`docs/record.md`), for `urna verify`.
+///
+/// The applied index it reflects is in the `x-urna-applied-index` header.
+async fn record(
+    State(app): State<AppState>,
+    P(id): P<String>,
+    headers: HeaderMap,
+    uri: Uri,
+    Q(q): Q<ReadQuery>,
+) -> Result<Response, ApiError> {
+    let applied = read_index!(app, headers, uri, q);
+    let store = app.store.clone();
+    let record = blocking(move || view::record(&store, &id)).await?;
+    let mut resp = Json(record).into_response();
+    if let Ok(v) = axum::http::HeaderValue::from_str(&applied.to_string()) {
+        resp.headers_mut().insert("x-urna-applied-index", v);
+    }
+    Ok(resp)
 }
 
 /// `GET /v1/elections/{id}/ballots/{tracking_code}`

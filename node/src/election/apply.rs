@@ -18,6 +18,7 @@ use urna_keyceremony::credential::{roll_hash, PublicCredential};
 use urna_keyceremony::election::{extended_hash, ElectionParams};
 use urna_keyceremony::elgamal::Ciphertext;
 use urna_keyceremony::hash::{Hash32, Transcript};
+use urna_keyceremony::record::{CeremonyEvent, CloseSummary};
 use urna_keyceremony::tally::{self, Certificate, PartialDecryption, WireSignature, WireSignatureShare};
 
 use super::state::*;
@@ -240,6 +241,7 @@ fn create(
         open_index: None,
         close_index: None,
         close_entry_hash: None,
+        close_summary: None,
         final_count: None,
         tree_root: None,
         aggregate: None,
@@ -328,11 +330,19 @@ fn ceremony_message(tx: &Tx, id: &str, message: &str) -> Step<(Reply, Option<Str
         state.phase()
     );
     tx.put_json(T_CEREMONY, id.as_bytes(), &state)?;
+    log_ceremony_event(tx, id, &CeremonyEvent::Message(Box::new(msg)))?;
     if rec.phase == ElectionPhase::Draft {
         rec.phase = ElectionPhase::KeyCeremony;
         tx.put_json(T_ELECTIONS, id.as_bytes(), &rec)?;
     }
     Ok(elected(rec.phase, id, detail))
+}
+
+/// Appends an accepted ceremony event to the election's ordered ceremony log (the record replays it).
+fn log_ceremony_event(tx: &Tx, id: &str, event: &CeremonyEvent) -> Step<()> {
+    let seq = get_u64(tx.trees, T_CEREMONY_LOG, id.as_bytes())?.unwrap_or(0);
+    tx.put_json(T_CEREMONY_LOG, &key_n(id, seq), event)?;
+    tx.put(T_CEREMONY_LOG, id.as_bytes(), &(seq + 1).to_be_bytes())
 }
 
 fn advance(ctx: &ApplyContext<'_>, tx: &Tx, id: &str) -> Step<(Reply, Option<String>)> {
@@ -347,6 +357,7 @@ fn advance(ctx: &ApplyContext<'_>, tx: &Tx, id: &str) -> Step<(Reply, Option<Str
         return reject(ceremony_code(&e), e.to_string());
     }
     tx.put_json(T_CEREMONY, id.as_bytes(), &state)?;
+    log_ceremony_event(tx, id, &CeremonyEvent::Advance { time_ms: now })?;
     rec.phase = ElectionPhase::KeyCeremony;
     tx.put_json(T_ELECTIONS, id.as_bytes(), &rec)?;
     let mut detail = format!("ceremony advanced from {before} to {}", state.phase());
@@ -649,25 +660,6 @@ pub fn receipt_reply(b: &StoredBallot) -> Reply {
     }
 }
 
-/// Hash of the close entry: `H("urna/v1/close", Q', index, time, count, tree root, aggregate)`.
-pub fn close_entry_hash(
-    q_ext: &Hash32,
-    index: u64,
-    time_ms: u64,
-    count: u64,
-    root: &Hash32,
-    agg: &[u8],
-) -> Hash32 {
-    Transcript::new("urna/v1/close")
-        .hash(q_ext)
-        .u64(index)
-        .u64(time_ms)
-        .u64(count)
-        .hash(root)
-        .bytes(agg)
-        .digest()
-}
-
 fn close(ctx: &ApplyContext<'_>, tx: &Tx, id: &str) -> Step<(Reply, Option<String>)> {
     let mut rec = load(tx, id)?;
     if rec.phase != ElectionPhase::Open {
@@ -689,14 +681,23 @@ fn close(ctx: &ApplyContext<'_>, tx: &Tx, id: &str) -> Step<(Reply, Option<Strin
     let accs = bx
         .accumulators()
         .ok_or_else(|| fatal(format!("election {id}: corrupt aggregate")))?;
-    let ceh = close_entry_hash(
-        &q_ext,
-        ctx.log_id.index,
-        ctx.time_ms,
-        bx.count,
-        &root,
-        &bx.aggregate,
-    );
+    // The close entry carries no numbers: its summary is computed here, by the record's convention
+    // (`CloseSummary::hash` is what the certificate signs over and what `urna verify` recomputes).
+    let summary = CloseSummary {
+        ballot_count: bx.count,
+        aggregate: if bx.count == 0 {
+            None
+        } else {
+            accs.iter()
+                .map(|a| a.to_ciphertext())
+                .collect::<Result<Vec<_>, _>>()
+                .ok()
+        },
+        tree_root: root,
+        last_tracking_code: bx.tracking_head,
+    };
+    let ceh = summary.hash(&q_ext, id);
+    rec.close_summary = Some(summary);
     rec.close_index = Some(ctx.log_id.index);
     rec.close_entry_hash = Some(ceh);
     rec.final_count = Some(bx.count);

@@ -13,6 +13,7 @@ use urna_keyceremony::credential::PublicCredential;
 use urna_keyceremony::election::ElectionParams;
 use urna_keyceremony::elgamal::{Accumulator, Ciphertext};
 use urna_keyceremony::hash::Hash32;
+use urna_keyceremony::record::CloseSummary;
 use urna_keyceremony::tally::{Certificate, Tally};
 
 use crate::store::{AppTrees, ApplyError, SmHandle};
@@ -47,6 +48,8 @@ pub const T_SPOILED: &str = "spoiled";
 pub const T_SHARES: &str = "shares";
 /// Result signature shares (JSON): id/j.
 pub const T_SIGSHARES: &str = "sigshares";
+/// Accepted ceremony events in log order (JSON `CeremonyEvent`): id/seq; key `id` holds the count.
+pub const T_CEREMONY_LOG: &str = "ceremony_log";
 
 /// Every tree of the election application (with the notes trees of the replication tests).
 pub const TREES: &[&str] = &[
@@ -67,6 +70,7 @@ pub const TREES: &[&str] = &[
     T_SPOILED,
     T_SHARES,
     T_SIGSHARES,
+    T_CEREMONY_LOG,
 ];
 
 /// Purpose byte of rehearsal shares in [`T_SHARES`].
@@ -118,8 +122,11 @@ pub struct ElectionRecord {
     pub open_index: Option<u64>,
     /// Log index of the close entry.
     pub close_index: Option<u64>,
-    /// Hash of the close entry.
+    /// Hash of the close entry ([`CloseSummary::hash`]).
     pub close_entry_hash: Option<Hash32>,
+    /// What the close entry's apply computed.
+    #[serde(default)]
+    pub close_summary: Option<CloseSummary>,
     /// Ballot count at close.
     pub final_count: Option<u64>,
     /// Ballot-tree root at close.

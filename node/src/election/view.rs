@@ -2,11 +2,15 @@
 
 use urna_client::wire::{BallotLookup, ElectionBrief, ElectionSummary, Receipt, ResultResponse};
 use urna_keyceremony::board;
+use urna_keyceremony::credential::PublicCredential;
 use urna_keyceremony::election::fingerprint;
 use urna_keyceremony::hash::Hash32;
+use urna_keyceremony::record::{
+    CeremonyEvent, CustodianDecryption, CustodianSignature, ElectionRecord, RecordedBallot, RECORD_FORMAT,
+};
 
 use super::precheck::{election, Refusal};
-use super::state::{self, ElectionRecord, StoredBallot, T_ELECTIONS};
+use super::state::{self, StoredBallot, T_ELECTIONS};
 use crate::store::{ApplyError, SmHandle};
 
 type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
@@ -19,7 +23,7 @@ fn storage(e: crate::store::StorageResult<Pairs>) -> Result<Pairs, Refusal> {
 pub fn briefs(h: &SmHandle) -> Result<Vec<ElectionBrief>, Refusal> {
     let mut out = Vec::new();
     for (_, v) in storage(h.app_scan(T_ELECTIONS))? {
-        let rec: ElectionRecord =
+        let rec: state::ElectionRecord =
             serde_json::from_slice(&v).map_err(|e| Refusal::from(ApplyError::Corrupt(e.to_string())))?;
         let id = rec.params.election_id.clone();
         let count = state::box_state(h, &id)?.map_or(0, |b| b.count);
@@ -146,4 +150,81 @@ pub fn events(h: &SmHandle, id: &str) -> Result<Vec<state::EventRecord>, Refusal
         out.push(ev);
     }
     Ok(out)
+}
+
+fn corrupt(what: impl std::fmt::Display) -> Refusal {
+    Refusal::from(ApplyError::Corrupt(what.to_string()))
+}
+
+/// The election record (design 4.7, `docs/record.md`): everything on the board, for `urna verify`.
+///
+/// Ballots are read up to the box count read first, so a cast applied meanwhile is either wholly in the
+/// record or not at all.
+pub fn record(h: &SmHandle, id: &str) -> Result<ElectionRecord, Refusal> {
+    let rec = election(h, id)?;
+    let st = state::ceremony(h, id)?.ok_or_else(|| Refusal::new(500, "internal", "no ceremony state"))?;
+    let bx = state::box_state(h, id)?;
+    let n = rec.params.custodians.len();
+
+    let events = state::get_u64(h, state::T_CEREMONY_LOG, id.as_bytes())?.unwrap_or(0);
+    let ceremony = (0..events)
+        .map(|i| {
+            state::get_json::<CeremonyEvent>(h, state::T_CEREMONY_LOG, &state::key_n(id, i))?
+                .ok_or_else(|| corrupt(format!("ceremony event {i} missing")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let roll = (0..rec.roll_count)
+        .map(|i| {
+            let b = h
+                .app_get(state::T_ROLL_LIST, &state::key_n(id, i))
+                .map_err(|e| Refusal::from(ApplyError::Storage(e.to_string())))?
+                .ok_or_else(|| corrupt(format!("roll entry {i} missing")))?;
+            PublicCredential::from_bytes(&b).map_err(corrupt)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let (count, spoiled_count) = bx.as_ref().map_or((0, 0), |b| (b.count, b.spoiled));
+    let ballots = (0..count)
+        .map(|i| {
+            let b: StoredBallot = state::get_bin(h, state::T_BALLOTS, &state::key_n(id, i))?
+                .ok_or_else(|| corrupt(format!("ballot {i} missing")))?;
+            Ok(RecordedBallot {
+                ballot: serde_json::from_str(&b.ballot).map_err(corrupt)?,
+                tracking_code: b.tracking_code,
+            })
+        })
+        .collect::<Result<Vec<_>, Refusal>>()?;
+    let spoiled = (0..spoiled_count)
+        .map(|i| {
+            let s: state::StoredSpoiled = state::get_json(h, state::T_SPOILED, &state::key_n(id, i))?
+                .ok_or_else(|| corrupt(format!("spoiled ballot {i} missing")))?;
+            Ok(s.spoiled)
+        })
+        .collect::<Result<Vec<_>, Refusal>>()?;
+    let decryptions = |purpose| -> Result<Vec<CustodianDecryption>, Refusal> {
+        Ok(state::shares(h, id, purpose, n)?
+            .into_iter()
+            .map(|(j, s)| CustodianDecryption {
+                custodian: j,
+                partial: s.partial,
+            })
+            .collect())
+    };
+    Ok(ElectionRecord {
+        format: RECORD_FORMAT.to_string(),
+        params: rec.params.clone(),
+        deadlines: *st.deadlines(),
+        ceremony,
+        rehearsal: decryptions(state::PURPOSE_REHEARSAL)?,
+        roll,
+        ballots,
+        spoiled,
+        close: rec.close_summary.clone(),
+        decryption_shares: decryptions(state::PURPOSE_TALLY)?,
+        tally: rec.tally.clone(),
+        signature_shares: state::signature_shares(h, id, n)?
+            .into_iter()
+            .map(|(j, share)| CustodianSignature { custodian: j, share })
+            .collect(),
+        certificate: rec.certificate.clone(),
+    })
 }
