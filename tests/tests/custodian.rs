@@ -16,11 +16,13 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use serde_json::{json, Value};
 use urna_client::wire::{
-    CreateElectionRequest, ElectionSummary, SignatureShareRequest, SignedPartialDecryption,
+    CreateElectionRequest, ElectionSummary, ResultResponse, SignatureShareRequest, SignedPartialDecryption,
 };
+use urna_keyceremony::ballot::{encrypt_ballot, BallotContext, PlaintextBallot};
 use urna_keyceremony::ceremony::CeremonyState;
 use urna_keyceremony::credential::CredentialCode;
 use urna_keyceremony::election::{Custodian as Registered, IdentityKey};
+use urna_keyceremony::group::Point;
 use urna_keyceremony::manifest::Manifest;
 use urna_keyceremony::record::{checks, verify_record, CeremonyEvent, CustodianDecryption, ElectionRecord};
 use urna_keyceremony::sharefile::{self, CustodianFile, KdfParams};
@@ -29,6 +31,10 @@ use urna_tests::election::run_election;
 use urna_tests::{ceremony, wait_for, Run, TestCluster, ADMIN_TOKEN, DEADLINE};
 
 const PASS: &str = "custodian passphrase 1";
+/// Length of the real-cluster election's voting window.
+const WINDOW_MS: i64 = 40_000;
+/// Longest wait for the window's end.
+const CLOSE_DEADLINE: Duration = Duration::from_secs(120);
 
 fn one_line(r: &Run) {
     assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.both());
@@ -77,6 +83,9 @@ fn five_custodians_reach_ready_through_the_binary() {
 
     // The administrator creates the election with their identity keys.
     let id = "custody-2026";
+    // The window leaves time for the ceremony and a few casts on a loaded machine; the test then
+    // waits for its end to close the box.
+    let closes_at = now_ms() + WINDOW_MS;
     let mut rng = ChaCha20Rng::seed_from_u64(5);
     let codes: Vec<CredentialCode> = (0..4).map(|_| CredentialCode::random(&mut rng)).collect();
     let req = CreateElectionRequest {
@@ -92,8 +101,8 @@ fn five_custodians_reach_ready_through_the_binary() {
             .collect(),
         quorum: 3,
         opens_at: now_ms(),
-        closes_at: now_ms() + 3_600_000,
-        min_ballots: Some(1),
+        closes_at,
+        min_ballots: Some(3),
         ceremony_deadlines: None,
         roll: codes.iter().map(|c| c.public()).collect(),
     };
@@ -205,11 +214,67 @@ fn five_custodians_reach_ready_through_the_binary() {
         assert_eq!(mode, 0o600);
     }
 
-    // The tally needs a closed box and the election record: before the close, decrypt refuses with
-    // one line (exit 1), whether or not this node serves the record yet.
+    // Before the close there is nothing to decrypt: refused with one line (exit 1).
     let r = step(0, &["decrypt"]);
     assert_eq!(r.code, 1, "{}", r.both());
     one_line(&r);
+
+    // Open, cast a handful of ballots with the library, close after the window.
+    let _: Value = cluster
+        .block_on(admin.post_json(&format!("/v1/elections/{id}/open"), &json!({})))
+        .unwrap_or_else(|e| panic!("open: {e}"));
+    let sum = summary(&cluster);
+    let q_ext: [u8; 32] = hex::decode(sum.extended_hash.clone().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let k = Point::from_bytes(&hex::decode(sum.encryption_key.clone().unwrap()).unwrap()).unwrap();
+    let ctx = BallotContext::new(id, q_ext, sum.params.manifest.clone(), k).unwrap();
+    let mut truth = vec![0u64; 3];
+    for (v, code) in codes.iter().enumerate() {
+        let choice = v % 2;
+        truth[choice] += 1;
+        let p = PlaintextBallot::from_selected(ctx.manifest(), &[vec![choice]]).unwrap();
+        let (b, _) = encrypt_ballot(&ctx, &p, &code.signing_key(), &mut rng).unwrap();
+        let _: Value = cluster
+            .block_on(admin.post_json(&format!("/v1/elections/{id}/ballots"), &b))
+            .unwrap_or_else(|e| panic!("cast: {e}"));
+    }
+    wait_for("the end of the voting window", CLOSE_DEADLINE, || {
+        (now_ms() > closes_at).then_some(())
+    });
+    let closed: Value = cluster
+        .block_on(admin.post_json(&format!("/v1/elections/{id}/close"), &json!({})))
+        .unwrap_or_else(|e| panic!("close: {e}"));
+    assert_eq!(closed["phase"], "tallying", "{closed}");
+
+    // The tally reads the election record. Where the node serves it, three custodians decrypt and sign
+    // until Published; where it does not yet (this branch), decrypt refuses with one line and the tally
+    // path is covered by `tally_decrypt_and_sign_against_a_served_record`.
+    let record = cluster.block_on(admin.election_record_bytes(id));
+    if record.is_ok() {
+        for j in [0, 3, 4] {
+            ok_json(step(j, &["decrypt"]));
+        }
+        let result = |c: &TestCluster| -> ResultResponse {
+            c.block_on(admin.get_json(&format!("/v1/elections/{id}/result?consistent=true")))
+                .unwrap_or_else(|e| panic!("result: {e}"))
+        };
+        wait_for("the tally", DEADLINE, || result(&cluster).tally.map(|_| ()));
+        for j in [2, 0, 1] {
+            ok_json(step(j, &["sign"]));
+        }
+        let res = wait_for("Published", DEADLINE, || {
+            let r = result(&cluster);
+            (r.phase.to_string() == "published").then_some(r)
+        });
+        assert_eq!(res.tally.unwrap().flat(), truth);
+    } else {
+        let r = step(0, &["decrypt"]);
+        assert_eq!(r.code, 1, "{}", r.both());
+        one_line(&r);
+        assert!(r.stderr.contains("record"), "{}", r.both());
+    }
 
     // Usage errors: exit 2, one line.
     for args in [
