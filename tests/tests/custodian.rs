@@ -19,12 +19,19 @@ use urna_client::wire::{
     CreateElectionRequest, ElectionSummary, ResultResponse, SignatureShareRequest, SignedPartialDecryption,
 };
 use urna_keyceremony::ballot::{encrypt_ballot, BallotContext, PlaintextBallot};
-use urna_keyceremony::ceremony::CeremonyState;
+use urna_keyceremony::blsttc::poly::Poly;
+use urna_keyceremony::blsttc::{Fr, SecretKey};
+use urna_keyceremony::ceremony::{
+    encrypt_share, CeremonyState, Custodian, Deadlines, DealerPolys, MessageBody, Phase, PolyKind,
+    SignedCeremonyMessage,
+};
 use urna_keyceremony::credential::CredentialCode;
+use urna_keyceremony::election::ElectionParams;
 use urna_keyceremony::election::{Custodian as Registered, IdentityKey};
 use urna_keyceremony::group::Point;
 use urna_keyceremony::manifest::Manifest;
 use urna_keyceremony::record::{checks, verify_record, CeremonyEvent, CustodianDecryption, ElectionRecord};
+use urna_keyceremony::sharefile::ElectionSecrets;
 use urna_keyceremony::sharefile::{self, CustodianFile, KdfParams};
 use urna_keyceremony::tally;
 use urna_tests::election::run_election;
@@ -322,6 +329,7 @@ fn ceremony_with_env(file: &Path, id: &str, cluster: &TestCluster, pass: &str, a
 #[derive(Default)]
 struct Served {
     summary: Value,
+    ceremony: Value,
     record: Value,
     result: Value,
     posts: Vec<(String, Value)>,
@@ -369,6 +377,7 @@ fn fake_node(served: Arc<Mutex<Served>>) -> String {
                 match (method.as_str(), path.as_str()) {
                     ("GET", p) if p.ends_with("/record") => (200, s.record.clone()),
                     ("GET", p) if p.ends_with("/result") => (200, s.result.clone()),
+                    ("GET", p) if p.ends_with("/ceremony") => (200, s.ceremony.clone()),
                     ("GET", p) if p.starts_with("/v1/elections/") => (200, s.summary.clone()),
                     ("POST", p) => {
                         let v = serde_json::from_slice(&body).unwrap_or(Value::Null);
@@ -397,17 +406,25 @@ fn fake_node(served: Arc<Mutex<Served>>) -> String {
 }
 
 fn summary_of(record: &ElectionRecord) -> Value {
-    let p = &record.params;
+    summary_json(
+        &record.params,
+        &record.deadlines,
+        "tallying",
+        record.ballots.len(),
+    )
+}
+
+fn summary_json(p: &ElectionParams, deadlines: &Deadlines, phase: &str, ballots: usize) -> Value {
     json!({
         "params": p,
-        "phase": "tallying",
+        "phase": phase,
         "base_hash": hex::encode(p.base_hash()),
         "fingerprint": p.fingerprint(),
         "ceremony_phase": "complete",
-        "ceremony_deadlines": record.deadlines,
-        "roll_count": record.roll.len(),
-        "ballot_count": record.ballots.len(),
-        "spoiled_count": record.spoiled.len(),
+        "ceremony_deadlines": deadlines,
+        "roll_count": 0,
+        "ballot_count": ballots,
+        "spoiled_count": 0,
         "event_head": "00",
         "event_count": 0,
         "applied_index": 1,
@@ -593,4 +610,174 @@ fn tally_decrypt_and_sign_against_a_served_record() {
             .into(),
     );
     assert_eq!(v["elections"][0]["progress"], json!(["decrypted", "signed"]));
+}
+
+/// Writes a key file holding `identity` and the per-election secrets of `c`.
+fn key_file(dir: &Path, name: &str, identity: &SecretKey, params: &ElectionParams, c: &Custodian) -> PathBuf {
+    let path = dir.join(name);
+    let f = CustodianFile {
+        identity: identity.clone(),
+        elections: vec![ElectionSecrets::from_custodian(params, c, None)],
+    };
+    let mut rng = ChaCha20Rng::seed_from_u64(9);
+    sharefile::write(
+        &path,
+        &f,
+        PASS.as_bytes(),
+        KdfParams::insecure_for_tests(),
+        &mut rng,
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn complaint_answer_and_derive_through_the_binary() {
+    // Three custodians, quorum 2, run in memory; the node's ceremony state is served by the fake node.
+    let mut rng = ChaCha20Rng::seed_from_u64(21);
+    let identities: Vec<SecretKey> = (0..3).map(|_| rand::Rng::gen(&mut rng)).collect();
+    let params = ElectionParams {
+        election_id: "complaints".into(),
+        nonce: rand::Rng::gen(&mut rng),
+        manifest: Manifest::simple(&[(2, 1, 1)]),
+        custodians: identities
+            .iter()
+            .enumerate()
+            .map(|(j, k)| Registered {
+                name: format!("custodian-{j}"),
+                identity_key: IdentityKey(k.public_key()),
+            })
+            .collect(),
+        quorum: 2,
+        opens_at: 1_000,
+        closes_at: 2_000,
+        min_ballots: 1,
+    };
+    let deadlines = Deadlines {
+        join: 100,
+        deal: 200,
+        check: 300,
+        answer: 400,
+        confirm: 500,
+    };
+    let mut st = CeremonyState::new(&params, deadlines).unwrap();
+    let mut cs: Vec<Custodian> = identities
+        .iter()
+        .enumerate()
+        .map(|(j, k)| Custodian::new(k.clone(), j, &params, &mut rng).unwrap())
+        .collect();
+    for c in &cs {
+        st.apply(&c.join()).unwrap();
+    }
+    // Dealer 1 sends custodian 0 a wrong encryption share; 0 and 2 deal honestly.
+    for j in [0usize, 2] {
+        let m = cs[j].deal(&st, &mut rng).unwrap();
+        st.apply(&m).unwrap();
+    }
+    let polys = DealerPolys {
+        encryption: Poly::random(1, &mut rng),
+        signing: Poly::random(1, &mut rng),
+    };
+    cs[1].set_polys(polys.clone());
+    let mut body = cs[1].deal_body(&st, &polys, &mut rng).unwrap();
+    let tk = *st.transport_key(0).unwrap();
+    let wrong = polys.value(PolyKind::Encryption, 0) + Fr::from(1u64);
+    let slot = body.shares.iter_mut().find(|s| s.recipient == 0).unwrap();
+    slot.ciphertext = encrypt_share(
+        &tk,
+        st.base_hash(),
+        1,
+        0,
+        &wrong,
+        &polys.value(PolyKind::Signing, 0),
+        &mut rng,
+    );
+    st.apply(&cs[1].sign(MessageBody::Deal(body))).unwrap();
+    assert_eq!(st.phase(), Phase::Check);
+
+    let dir = tempfile::tempdir().unwrap();
+    let f0 = key_file(dir.path(), "c0.key", &identities[0], &params, &cs[0]);
+    let f1 = key_file(dir.path(), "c1.key", &identities[1], &params, &cs[1]);
+    let served = Arc::new(Mutex::new(Served {
+        summary: summary_json(&params, &deadlines, "key_ceremony", 0),
+        ceremony: serde_json::to_value(&st).unwrap(),
+        ..Served::default()
+    }));
+    let url = fake_node(served.clone());
+    let run = |file: &Path, step: &str| -> Value {
+        ok_json(
+            urna_tests::ceremony_cmd()
+                .args(["--json", step])
+                .arg(file)
+                .args(["--election", &params.election_id, "--node", &url])
+                .env("URNA_PASSPHRASE", PASS)
+                .output()
+                .unwrap_or_else(|e| panic!("urna-ceremony: {e}"))
+                .into(),
+        )
+    };
+    let take = |served: &Arc<Mutex<Served>>| -> Vec<(String, SignedCeremonyMessage)> {
+        let mut s = served.lock().unwrap();
+        let out = s
+            .posts
+            .iter()
+            .map(|(p, v)| (p.clone(), serde_json::from_value(v.clone()).unwrap()))
+            .collect();
+        s.posts.clear();
+        out
+    };
+
+    // Custodian 0 checks through the binary: an ack for dealer 2, a complaint about dealer 1.
+    let v = run(&f0, "check");
+    assert_eq!(v["acks"], json!([2]), "{v}");
+    assert_eq!(
+        v["complaints"],
+        json!([{ "dealer": 1, "kind": "encryption" }]),
+        "{v}"
+    );
+    for (path, m) in take(&served) {
+        let kind = if matches!(m.body, MessageBody::Ack(_)) {
+            "acks"
+        } else {
+            "complaints"
+        };
+        assert_eq!(path, format!("/v1/elections/complaints/ceremony/{kind}"));
+        st.apply(&m).unwrap();
+    }
+    for j in [1usize, 2] {
+        for m in cs[j].check(&st) {
+            st.apply(&m).unwrap();
+        }
+    }
+    assert_eq!(st.phase(), Phase::Answer);
+
+    // Dealer 1 answers through the binary with the value its committed polynomial (kept in its key
+    // file since the deal) gives: it stays qualified.
+    served.lock().unwrap().ceremony = serde_json::to_value(&st).unwrap();
+    let v = run(&f1, "answer");
+    assert_eq!(
+        v["answered"],
+        json!([{ "complainer": 0, "kind": "encryption" }]),
+        "{v}"
+    );
+    for (path, m) in take(&served) {
+        assert_eq!(path, "/v1/elections/complaints/ceremony/answers");
+        st.apply(&m).unwrap();
+    }
+    assert!(st.disqualified().is_empty());
+    assert_eq!(st.phase(), Phase::Confirm);
+
+    // Custodian 0 derives its shares (using the answered value) and confirms through the binary.
+    served.lock().unwrap().ceremony = serde_json::to_value(&st).unwrap();
+    let v = run(&f0, "confirm");
+    assert_eq!(v["qualified"], json!([0, 1, 2]), "{v}");
+    let posted = take(&served);
+    assert_eq!(posted.len(), 1);
+    assert_eq!(posted[0].0, "/v1/elections/complaints/ceremony/confirmations");
+    st.apply(&posted[0].1).unwrap();
+    let file = sharefile::read(&f0, PASS.as_bytes()).unwrap();
+    assert_eq!(
+        file.elections[0].progress,
+        ["checked".to_string(), "confirmed".to_string()]
+    );
 }
