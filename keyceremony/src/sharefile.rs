@@ -143,6 +143,9 @@ pub struct ElectionSecrets {
     pub polys: Option<DealerPolys>,
     /// The derived shares, once the ceremony derived the keys.
     pub shares: Option<CustodianSecrets>,
+    /// Steps this custodian has completed in this election, in order (`joined`, `dealt`, ...): public
+    /// progress notes for `urna-ceremony status`, no secret.
+    pub progress: Vec<String>,
 }
 
 impl fmt::Debug for ElectionSecrets {
@@ -153,6 +156,7 @@ impl fmt::Debug for ElectionSecrets {
             .field("transport_key", &IdentityKey(self.transport.public_key()))
             .field("has_polys", &self.polys.is_some())
             .field("has_shares", &self.shares.is_some())
+            .field("progress", &self.progress)
             .finish_non_exhaustive()
     }
 }
@@ -172,7 +176,20 @@ impl ElectionSecrets {
             transport: custodian.transport_secret().clone(),
             polys: custodian.polys().cloned(),
             shares: shares.cloned(),
+            progress: Vec::new(),
         }
+    }
+
+    /// Records that a step was completed (once; repeating a step keeps the first note).
+    pub fn mark(&mut self, step: &str) {
+        if !self.has(step) {
+            self.progress.push(step.to_string());
+        }
+    }
+
+    /// Whether a step was recorded.
+    pub fn has(&self, step: &str) -> bool {
+        self.progress.iter().any(|p| p == step)
     }
 
     /// Rebuilds the custodian's ceremony driver from stored secrets, checking that they belong to the
@@ -241,6 +258,8 @@ struct PlainElection {
     transport: String,
     polys: Option<[String; 2]>,
     shares: Option<[String; 2]>,
+    #[serde(default)]
+    progress: Vec<String>,
 }
 
 fn sk_hex(sk: &SecretKey) -> String {
@@ -303,6 +322,7 @@ impl CustodianFile {
                         .shares
                         .as_ref()
                         .map(|s| [share_hex(&s.encryption_share), share_hex(&s.signing_share)]),
+                    progress: e.progress.clone(),
                 })
                 .collect(),
         }
@@ -332,6 +352,7 @@ impl CustodianFile {
                     }),
                     None => None,
                 },
+                progress: e.progress.clone(),
             });
         }
         Ok(CustodianFile {
@@ -562,6 +583,7 @@ mod tests {
                 encryption_share: SecretKeyShare::from_mut(&mut a),
                 signing_share: SecretKeyShare::from_mut(&mut b),
             }),
+            progress: vec!["joined".into(), "dealt".into()],
         });
         f
     }
@@ -575,6 +597,7 @@ mod tests {
                     && x.index == y.index
                     && x.transport == y.transport
                     && x.shares == y.shares
+                    && x.progress == y.progress
                     && x.polys
                         .as_ref()
                         .map(|p| (p.encryption.clone(), p.signing.clone()))

@@ -19,6 +19,7 @@ use urna_keyceremony::record::{
     rehearsal_context, CeremonyEvent, CloseSummary, CustodianDecryption, CustodianSignature, ElectionRecord,
     RecordedBallot, RECORD_FORMAT,
 };
+use urna_keyceremony::sharefile::ElectionSecrets;
 use urna_keyceremony::tally::{
     certify, decrypt_tally, key_share, partial_decrypt, result_hash, sign_result, Certificate,
     PartialDecryption, TallyContext, WireSignature, WireSignatureShare,
@@ -37,6 +38,11 @@ pub struct TestElection {
     pub truth: Vec<Vec<u64>>,
     /// Every custodian's partial decryption of the aggregate (the record holds those of 0 and 2).
     pub all_partials: Vec<CustodianDecryption>,
+    /// Every custodian's identity key.
+    pub identities: Vec<SecretKey>,
+    /// Every custodian's per-election secrets (transport key, polynomials, derived shares), as a key
+    /// file stores them.
+    pub secrets: Vec<ElectionSecrets>,
 }
 
 fn ok<T, E: std::fmt::Debug>(r: Result<T, E>, what: &str) -> T {
@@ -47,6 +53,7 @@ fn ok<T, E: std::fmt::Debug>(r: Result<T, E>, what: &str) -> T {
 pub fn run_election(seed: u64, ballots: usize) -> TestElection {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let identities: Vec<SecretKey> = (0..CUSTODIANS).map(|_| rng.gen()).collect();
+    let identity_keys = identities.clone();
     // Contest 0: exactly 1 of 3; contest 1: up to 2 of 4.
     let manifest = Manifest::simple(&[(3, 1, 1), (4, 0, 2)]);
     let params = ElectionParams {
@@ -245,9 +252,15 @@ pub fn run_election(seed: u64, ballots: usize) -> TestElection {
             signature: WireSignature(signature),
         }),
     };
+    let secrets = custodians
+        .iter()
+        .map(|c| ElectionSecrets::from_custodian(&record.params, c, secrets.get(&c.index())))
+        .collect();
     TestElection {
         record,
         truth,
         all_partials,
+        identities: identity_keys,
+        secrets,
     }
 }

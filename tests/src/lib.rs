@@ -456,3 +456,27 @@ pub fn tamper_stored_digest(data_dir: &Path, index: u64) {
     db.flush()
         .unwrap_or_else(|e| panic!("flushing {}: {e}", data_dir.display()));
 }
+
+/// An `urna-ceremony` command with a clean environment (no `URNA_NODES`/`URNA_PASSPHRASE` from the
+/// caller).
+pub fn ceremony_cmd() -> Command {
+    let mut c = Command::new(bin("urna-ceremony"));
+    c.env_remove("URNA_NODES")
+        .env_remove("URNA_PASSPHRASE")
+        .env("RUST_BACKTRACE", "1")
+        .stdin(Stdio::null());
+    c
+}
+
+/// Runs `urna-ceremony` with `args` and collects its output.
+pub fn ceremony<I, S>(args: I) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    ceremony_cmd()
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run urna-ceremony: {e}"))
+        .into()
+}
