@@ -1,9 +1,10 @@
 //! Process tests of the custodian tool `urna-ceremony`:
 //! - five custodians, each with its own key file, run join/deal/check/confirm/decrypt --rehearsal
-//!   through the binary against a real 3-node cluster until the election is Ready;
-//! - the tally (decrypt, sign) against an election record served by a tiny local HTTP server, because
-//!   `GET /v1/elections/{id}/record` is not served by the node on this branch yet: the tool must
-//!   recompute the aggregate from the record and refuse on any mismatch;
+//!   through the binary against a real 3-node cluster until the election is Ready, then three of them
+//!   decrypt and sign (the tool recomputing the aggregate from the node's election record) until the
+//!   election is Published with the true counts;
+//! - the tally's refusals against records served by a tiny local HTTP server (a tampered close summary
+//!   or a missing ballot: the tool must recompute the aggregate from the record and refuse);
 //! - wrong passphrase (exit 1, one line) and usage errors (exit 2).
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -60,7 +61,7 @@ fn now_ms() -> i64 {
 }
 
 #[test]
-fn five_custodians_reach_ready_through_the_binary() {
+fn five_custodians_run_ceremony_and_tally_through_the_binary() {
     let cluster = TestCluster::start(3);
     let dir = cluster.dir().to_path_buf();
     let pass_file = dir.join("pass.txt");
@@ -255,33 +256,30 @@ fn five_custodians_reach_ready_through_the_binary() {
         .unwrap_or_else(|e| panic!("close: {e}"));
     assert_eq!(closed["phase"], "tallying", "{closed}");
 
-    // The tally reads the election record. Where the node serves it, three custodians decrypt and sign
-    // until Published; where it does not yet (this branch), decrypt refuses with one line and the tally
-    // path is covered by `tally_decrypt_and_sign_against_a_served_record`.
-    let record = cluster.block_on(admin.election_record_bytes(id));
-    if record.is_ok() {
-        for j in [0, 3, 4] {
-            ok_json(step(j, &["decrypt"]));
-        }
-        let result = |c: &TestCluster| -> ResultResponse {
-            c.block_on(admin.get_json(&format!("/v1/elections/{id}/result?consistent=true")))
-                .unwrap_or_else(|e| panic!("result: {e}"))
-        };
-        wait_for("the tally", DEADLINE, || result(&cluster).tally.map(|_| ()));
-        for j in [2, 0, 1] {
-            ok_json(step(j, &["sign"]));
-        }
-        let res = wait_for("Published", DEADLINE, || {
-            let r = result(&cluster);
-            (r.phase.to_string() == "published").then_some(r)
-        });
-        assert_eq!(res.tally.unwrap().flat(), truth);
-    } else {
-        let r = step(0, &["decrypt"]);
-        assert_eq!(r.code, 1, "{}", r.both());
-        one_line(&r);
-        assert!(r.stderr.contains("record"), "{}", r.both());
+    // The tally: each custodian recomputes the aggregate from the node's election record before
+    // decrypting; three decrypt and three sign until Published.
+    for j in [0, 3, 4] {
+        ok_json(step(j, &["decrypt"]));
     }
+    let result = |c: &TestCluster| -> ResultResponse {
+        c.block_on(admin.get_json(&format!("/v1/elections/{id}/result?consistent=true")))
+            .unwrap_or_else(|e| panic!("result: {e}"))
+    };
+    wait_for("the tally", DEADLINE, || result(&cluster).tally.map(|_| ()));
+    for j in [2, 0, 1] {
+        ok_json(step(j, &["sign"]));
+    }
+    let res = wait_for("Published", DEADLINE, || {
+        let r = result(&cluster);
+        (r.phase.to_string() == "published").then_some(r)
+    });
+    assert_eq!(res.tally.unwrap().flat(), truth);
+    // And the published record verifies offline.
+    let record: ElectionRecord = cluster
+        .block_on(admin.get_json(&format!("/v1/elections/{id}/record?consistent=true")))
+        .unwrap_or_else(|e| panic!("record: {e}"));
+    let report = verify_record(&record);
+    assert!(report.passed(), "{:?}", report.first_failure());
 
     // Usage errors: exit 2, one line.
     for args in [

@@ -952,42 +952,22 @@ async fn decrypt_rehearsal(net: &NetArgs) -> Result<Report, Failure> {
     let kj = key_share(&keys.encryption, j).map_err(|e| Failure::check(e.to_string()))?;
     let n = c.params.custodians.len();
     let base = c.params.base_hash();
-    // The convention (record::rehearsal_context): bound to the final transcript hash. Nodes built before
-    // they adopted it bind the rehearsal to Q; a share they refuse with 422 is re-made for that
-    // convention. The value decrypted is public (an encryption of 1), so nothing leaks either way.
-    let variants: [(TallyContext, Hash32); 3] = [
-        (rehearsal_context(transcript, n), *transcript),
-        (rehearsal_context(transcript, n), base),
-        (TallyContext::new(base, n), base),
-    ];
-    let mut last = None;
-    for (ctx, signed_over) in variants {
-        let pd = partial_decrypt(&ctx, j, &shares.encryption_share, &kj, &[*ct], &mut OsRng)
-            .map_err(|e| Failure::check(e.to_string()))?;
-        let body =
-            SignedPartialDecryption::sign(&c.s.file.identity, &signed_over, SharePurpose::Rehearsal, j, pd);
-        match c
-            .client
-            .post_json::<_, Value>(&election_path(&c.id, "/ceremony/rehearsal"), &body)
-            .await
-        {
-            Ok(_) => {
-                last = None;
-                break;
-            }
-            Err(e) if e.api().is_some_and(|a| a.status == 422) => last = Some(e),
-            Err(e) => {
-                return Err(Failure::check(format!(
-                    "the cluster refused the rehearsal share: {e}"
-                )))
-            }
-        }
-    }
-    if let Some(e) = last {
-        return Err(Failure::check(format!(
-            "the cluster refused the rehearsal share: {e}"
-        )));
-    }
+    // One convention, shared with the node and the record verifier: the rehearsal's proofs and the
+    // identity signature are bound to Q (record::rehearsal_context).
+    let pd = partial_decrypt(
+        &rehearsal_context(&base, n),
+        j,
+        &shares.encryption_share,
+        &kj,
+        &[*ct],
+        &mut OsRng,
+    )
+    .map_err(|e| Failure::check(e.to_string()))?;
+    let body = SignedPartialDecryption::sign(&c.s.file.identity, &base, SharePurpose::Rehearsal, j, pd);
+    c.client
+        .post_json::<_, Value>(&election_path(&c.id, "/ceremony/rehearsal"), &body)
+        .await
+        .map_err(|e| Failure::check(format!("the cluster refused the rehearsal share: {e}")))?;
     c.s.mark(&c.id, "rehearsal")?;
     r.set("already_complete", false);
     r.line(format!(
