@@ -182,7 +182,10 @@ pub fn check(
             .and_modify(|r| *r &= refused)
             .or_insert(refused);
         if let Outcome::Acked(r) = &op.outcome {
-            acked_by_cred.entry(&b.credential).or_default().insert(r.ballot_hash);
+            acked_by_cred
+                .entry(&b.credential)
+                .or_default()
+                .insert(r.ballot_hash);
         }
     }
     let member_data: Vec<&NodeData> = nodes.iter().filter(|n| members.contains(&n.id)).collect();
@@ -243,8 +246,11 @@ pub fn check(
         }
         for (cred, k) in by_cred {
             if k > 1 {
-                inv.i2_no_double
-                    .fail(format!("node {}: credential {}… has {k} ballots", n.id, &cred[..12]));
+                inv.i2_no_double.fail(format!(
+                    "node {}: credential {}… has {k} ballots",
+                    n.id,
+                    &cred[..12]
+                ));
             } else {
                 inv.i2_no_double.ok();
             }

@@ -37,7 +37,10 @@ pub fn node_binary() -> anyhow::Result<PathBuf> {
         }
         dir.pop();
     }
-    bail!("urna-node not found next to {} (set URNA_NODE_BIN)", exe.display())
+    bail!(
+        "urna-node not found next to {} (set URNA_NODE_BIN)",
+        exe.display()
+    )
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -297,7 +300,10 @@ peer_via = {{ {via} }}
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        bail!("node {id} did not serve within {limit:?} (log {})", self.log(id).display())
+        bail!(
+            "node {id} did not serve within {limit:?} (log {})",
+            self.log(id).display()
+        )
     }
 
     /// Initializes the cluster with `members` as voters (through the first of them).

@@ -23,7 +23,6 @@ use urna_keyceremony::hash::Hash32;
 use urna_keyceremony::manifest::Manifest;
 use urna_keyceremony::tally::{self, TallyContext, WireSignatureShare};
 
-
 /// Custodians of the chaos election.
 pub const CUSTODIANS: usize = 3;
 /// Their quorum.
@@ -193,12 +192,9 @@ impl Election {
         let p = PlaintextBallot::from_selected(self.ctx.manifest(), &[vec![first], second])
             .map_err(|e| anyhow!("plaintext: {e:?}"))?;
         let flat = p.contests.iter().flatten().map(|&x| u64::from(x)).collect();
-        let code = self
-            .codes
-            .get(voter)
-            .ok_or_else(|| anyhow!("no voter {voter}"))?;
-        let (b, _) = encrypt_ballot(&self.ctx, &p, &code.signing_key(), rng)
-            .map_err(|e| anyhow!("encrypt: {e:?}"))?;
+        let code = self.codes.get(voter).ok_or_else(|| anyhow!("no voter {voter}"))?;
+        let (b, _) =
+            encrypt_ballot(&self.ctx, &p, &code.signing_key(), rng).map_err(|e| anyhow!("encrypt: {e:?}"))?;
         Ok(Ballot {
             voter,
             hash: b.hash(&self.ctx),

@@ -165,7 +165,11 @@ impl FaultCtx<'_> {
             .await;
         match l {
             Some(l) => l,
-            None => self.cluster.some_leader(&self.members).await.unwrap_or(self.members[0]),
+            None => self
+                .cluster
+                .some_leader(&self.members)
+                .await
+                .unwrap_or(self.members[0]),
         }
     }
 
@@ -177,8 +181,10 @@ impl FaultCtx<'_> {
     fn dual_send(&mut self, not: u64) {
         let others: Vec<u64> = self.members.iter().copied().filter(|m| *m != not).collect();
         if let (Some(b), [a, c, ..]) = (self.spare.pop(), others.as_slice()) {
-            self.notes
-                .push(format!("ballot of voter {} sent to nodes {a} and {c} at once", b.voter));
+            self.notes.push(format!(
+                "ballot of voter {} sent to nodes {a} and {c} at once",
+                b.voter
+            ));
             self.workload.dual_send(b, [*a, *c]);
         }
     }
@@ -348,11 +354,7 @@ async fn snapshot(ctx: &mut FaultCtx<'_>) -> anyhow::Result<()> {
 async fn membership(ctx: &mut FaultCtx<'_>) -> anyhow::Result<()> {
     let c = ctx.cluster;
     let all = c.ids();
-    let new: Vec<u64> = all
-        .iter()
-        .copied()
-        .filter(|i| !ctx.members.contains(i))
-        .collect();
+    let new: Vec<u64> = all.iter().copied().filter(|i| !ctx.members.contains(i)).collect();
     let ops = c.client(&ctx.members, Some(OPS_TOKEN), Duration::from_secs(30))?;
     let k = ctx.begin(format!("add learners {new:?}, promote them"));
     for id in &new {
@@ -370,13 +372,12 @@ async fn membership(ctx: &mut FaultCtx<'_>) -> anyhow::Result<()> {
         .filter(|i| *i != l && !new.contains(i))
         .collect();
     old.shuffle(&mut ctx.rng);
-    let removed = vec![l, old.first().copied().unwrap_or(l)];
-    let shrunk: BTreeSet<u64> = grown
-        .iter()
-        .copied()
-        .filter(|i| !removed.contains(i))
-        .collect();
-    let k = ctx.begin(format!("remove the leader {l} and node {} -> {shrunk:?}", removed[1]));
+    let removed = [l, old.first().copied().unwrap_or(l)];
+    let shrunk: BTreeSet<u64> = grown.iter().copied().filter(|i| !removed.contains(i)).collect();
+    let k = ctx.begin(format!(
+        "remove the leader {l} and node {} -> {shrunk:?}",
+        removed[1]
+    ));
     ops.change_membership(&shrunk, false).await?;
     ctx.members = shrunk.iter().copied().collect();
     let nl = c.agreed_leader(&ctx.members, Duration::from_secs(15)).await;
@@ -387,9 +388,9 @@ async fn membership(ctx: &mut FaultCtx<'_>) -> anyhow::Result<()> {
         grown,
         shrunk
     ));
-    let rest = ctx
-        .window
-        .saturating_sub(Duration::from_millis(ctx.windows.last().map_or(0, |w| w.end_ms - w.start_ms)));
+    let rest = ctx.window.saturating_sub(Duration::from_millis(
+        ctx.windows.last().map_or(0, |w| w.end_ms - w.start_ms),
+    ));
     sleep(rest.min(ctx.window / 2)).await;
     Ok(())
 }
@@ -420,7 +421,11 @@ async fn mix(ctx: &mut FaultCtx<'_>) -> anyhow::Result<()> {
     for _ in 0..2 {
         let start = ctx.rng.gen_range(w / 8..=w / 2);
         let len = ctx.rng.gen_range(w / 4..=w / 2).max(300);
-        plan.push((start, len, *kinds.choose(&mut ctx.rng).unwrap_or(&MixFault::FlakyLink)));
+        plan.push((
+            start,
+            len,
+            *kinds.choose(&mut ctx.rng).unwrap_or(&MixFault::FlakyLink),
+        ));
     }
     let t0 = Instant::now();
     let members = ctx.members.clone();
@@ -433,7 +438,9 @@ async fn mix(ctx: &mut FaultCtx<'_>) -> anyhow::Result<()> {
     while !(pending.is_empty() && running.is_empty()) && (t0.elapsed().as_millis() as u64) < horizon {
         let now = t0.elapsed().as_millis() as u64;
         while pending.front().is_some_and(|p| p.0 <= now) {
-            let Some((_, len, kind)) = pending.pop_front() else { break };
+            let Some((_, len, kind)) = pending.pop_front() else {
+                break;
+            };
             let l = c.some_leader(&members).await.unwrap_or(members[0]);
             let followers: Vec<u64> = members.iter().copied().filter(|m| *m != l).collect();
             let f = *followers.choose(&mut ctx.rng).unwrap_or(&l);
@@ -461,7 +468,14 @@ async fn mix(ctx: &mut FaultCtx<'_>) -> anyhow::Result<()> {
                 MixFault::FlakyLink => {
                     let g = *followers.choose(&mut ctx.rng).unwrap_or(&l);
                     c.mesh.set(l, g, LinkMode::Drop(0.5));
-                    c.mesh.set(g, l, LinkMode::Delay { ms: 75, jitter_ms: 50 });
+                    c.mesh.set(
+                        g,
+                        l,
+                        LinkMode::Delay {
+                            ms: 75,
+                            jitter_ms: 50,
+                        },
+                    );
                     (vec![l, g], format!("flaky link {l} <-> {g}"))
                 }
             };

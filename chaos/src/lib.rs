@@ -29,17 +29,22 @@ pub use run::{run, RunOptions};
 
 /// Runs several scenarios one after another. The setup budget adapts to the measured setup time of
 /// the previous run (twice it, plus 3 s), so short runs do not idle while the voting window ends.
-pub async fn run_all(scenarios: &[Scenario], opts: &RunOptions, mut each: impl FnMut(&Report)) -> Vec<Report> {
+pub async fn run_all(
+    scenarios: &[Scenario],
+    opts: &RunOptions,
+    mut each: impl FnMut(&Report),
+) -> Vec<Report> {
     let mut o = opts.clone();
     let mut out = Vec::new();
     for s in scenarios {
         let r = run(*s, &o).await;
         each(&r);
-        if let Some(ms) = r
-            .notes
-            .iter()
-            .find_map(|n| n.strip_prefix("setup took ")?.strip_suffix(" ms")?.parse::<u64>().ok())
-        {
+        if let Some(ms) = r.notes.iter().find_map(|n| {
+            n.strip_prefix("setup took ")?
+                .strip_suffix(" ms")?
+                .parse::<u64>()
+                .ok()
+        }) {
             let adaptive = std::time::Duration::from_millis(ms * 2 + 3_000);
             o.setup_budget = adaptive.min(opts.setup_budget.max(adaptive));
         }

@@ -122,9 +122,7 @@ fn main() -> ExitCode {
             print!("{}", r.summary());
         }
     }));
-    let verdict = reports
-        .iter()
-        .fold(Verdict::Valid, |v, r| v.worst(r.verdict));
+    let verdict = reports.iter().fold(Verdict::Valid, |v, r| v.worst(r.verdict));
     let doc = serde_json::json!({ "verdict": verdict, "runs": reports });
     if json {
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());

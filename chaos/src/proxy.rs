@@ -69,14 +69,7 @@ impl Mesh {
                 let rng = ChaCha8Rng::seed_from_u64(seed ^ (from << 32) ^ (to << 8) ^ 0x5eed);
                 let rng = Arc::new(Mutex::new(rng));
                 let task = tokio::spawn(serve(listener, to_port, rx, rng));
-                links.insert(
-                    (from, to),
-                    Link {
-                        port,
-                        mode: tx,
-                        task,
-                    },
-                );
+                links.insert((from, to), Link { port, mode: tx, task });
             }
         }
         Ok(Mesh { links })
@@ -236,7 +229,10 @@ async fn pump(
                 continue;
             }
             LinkMode::Drop(p) => {
-                let hit = rng.lock().map(|mut r| r.gen_bool(p.clamp(0.0, 1.0))).unwrap_or(false);
+                let hit = rng
+                    .lock()
+                    .map(|mut r| r.gen_bool(p.clamp(0.0, 1.0)))
+                    .unwrap_or(false);
                 if hit {
                     return;
                 }
@@ -299,7 +295,14 @@ mod tests {
         assert!(roundtrip(p, Duration::from_millis(300)).await.is_none());
         mesh.heal();
         assert_eq!(roundtrip(p, Duration::from_secs(2)).await.unwrap(), b"ping");
-        mesh.set(1, 2, LinkMode::Delay { ms: 150, jitter_ms: 0 });
+        mesh.set(
+            1,
+            2,
+            LinkMode::Delay {
+                ms: 150,
+                jitter_ms: 0,
+            },
+        );
         let t = std::time::Instant::now();
         assert!(roundtrip(p, Duration::from_secs(2)).await.is_some());
         assert!(t.elapsed() >= Duration::from_millis(300));

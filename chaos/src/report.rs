@@ -187,7 +187,10 @@ impl Report {
             self.seed,
             self.nodes,
             self.duration_ms as f64 / 1000.0,
-            self.reason.as_deref().map(|r| format!(" - {r}")).unwrap_or_default()
+            self.reason
+                .as_deref()
+                .map(|r| format!(" - {r}"))
+                .unwrap_or_default()
         ));
         for f in &self.faults {
             s.push_str(&format!(

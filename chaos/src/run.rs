@@ -144,7 +144,10 @@ async fn drive(s: Scenario, o: &RunOptions, c: &Cluster, report: &mut Report) ->
         .push(format!("setup took {} ms", setup_start.elapsed().as_millis()));
     let left = closes_at - now_ms();
     if left < (o.duration + grace(o) / 2).as_millis() as i64 {
-        anyhow::bail!("setup overran its budget ({:?}); rerun with a larger --setup-budget", o.setup_budget);
+        anyhow::bail!(
+            "setup overran its budget ({:?}); rerun with a larger --setup-budget",
+            o.setup_budget
+        );
     }
 
     let cfg = WorkloadConfig {
@@ -192,7 +195,12 @@ async fn drive(s: Scenario, o: &RunOptions, c: &Cluster, report: &mut Report) ->
     if let Err(e) = fault_result {
         report.notes.push(format!("fault script error: {e:#}"));
     }
-    let fault_start = report.faults.iter().map(|f| f.start_ms).min().unwrap_or(pre.as_millis() as u64);
+    let fault_start = report
+        .faults
+        .iter()
+        .map(|f| f.start_ms)
+        .min()
+        .unwrap_or(pre.as_millis() as u64);
     let fault_end = report
         .faults
         .iter()

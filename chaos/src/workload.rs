@@ -175,11 +175,7 @@ impl Workload {
                     break;
                 }
                 tokio::time::sleep_until((s.t0 + p.at).into()).await;
-                let kind = if p.retry {
-                    OpKind::Retrying
-                } else {
-                    OpKind::Cast
-                };
+                let kind = if p.retry { OpKind::Retrying } else { OpKind::Cast };
                 let attempts = if p.retry { s.cfg.attempts } else { 1 };
                 spawn(&s, kind, p.ballot, p.node, attempts);
                 if let Some((b, node)) = p.double {

@@ -28,7 +28,11 @@ fn cargo_build(args: &[&str]) {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
     let mut cmd = Command::new(cargo);
-    cmd.arg("build").arg("-q").args(args).arg("--manifest-path").arg(&manifest);
+    cmd.arg("build")
+        .arg("-q")
+        .args(args)
+        .arg("--manifest-path")
+        .arg(&manifest);
     if target_dir().ends_with("release") {
         cmd.arg("--release");
     }
@@ -74,7 +78,11 @@ fn runtime() -> tokio::runtime::Runtime {
 #[test]
 fn every_scenario_holds_on_three_nodes() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let bin = binary("URNA_NODE_BIN", "urna-node", &["-p", "urna-node", "--bin", "urna-node"]);
+    let bin = binary(
+        "URNA_NODE_BIN",
+        "urna-node",
+        &["-p", "urna-node", "--bin", "urna-node"],
+    );
     let t0 = Instant::now();
     let reports = runtime().block_on(run_all(&Scenario::ALL, &options(bin), |r| {
         eprint!("{}", r.summary());
@@ -83,7 +91,12 @@ fn every_scenario_holds_on_three_nodes() {
     let bad: Vec<String> = reports
         .iter()
         .filter(|r| r.verdict != Verdict::Valid)
-        .map(|r| format!("{}: {:?} {:?} (kept {:?})", r.scenario, r.verdict, r.reason, r.kept_dir))
+        .map(|r| {
+            format!(
+                "{}: {:?} {:?} (kept {:?})",
+                r.scenario, r.verdict, r.reason, r.kept_dir
+            )
+        })
         .collect();
     assert!(bad.is_empty(), "scenarios not valid: {bad:#?}");
 }
