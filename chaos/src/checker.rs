@@ -326,3 +326,99 @@ pub fn check(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workload::OpKind;
+    use urna_client::wire::Receipt;
+
+    fn ballot(voter: usize, cred: u8, tag: u8) -> Arc<Ballot> {
+        Arc::new(Ballot {
+            voter,
+            bytes: Vec::new(),
+            hash: [tag; 32],
+            credential: hex::encode([cred; 32]),
+            flat: vec![1, 0, 0, 1, 0],
+        })
+    }
+
+    fn op(b: &Arc<Ballot>, acked: bool) -> Op {
+        let outcome = if acked {
+            Outcome::Acked(Receipt {
+                election_id: "e".into(),
+                ballot_hash: b.hash,
+                previous_tracking_code: [0; 32],
+                tracking_code: [b.hash[0] ^ 0xff; 32],
+                seq: 0,
+                index: 1,
+                signed_head: None,
+            })
+        } else {
+            Outcome::Unknown("timed out".into())
+        };
+        Op {
+            kind: OpKind::Cast,
+            ballot: b.clone(),
+            start_ms: 0,
+            end_ms: 1,
+            nodes: vec![1],
+            outcome,
+        }
+    }
+
+    fn rec(b: &Ballot, seq: u64) -> Recorded {
+        Recorded {
+            seq,
+            index: seq + 10,
+            hash: b.hash,
+            tracking: [b.hash[0] ^ 0xff; 32],
+            credential: b.credential.clone(),
+        }
+    }
+
+    fn node(id: u64, ballots: Vec<Recorded>) -> NodeData {
+        NodeData {
+            id,
+            applied: 20,
+            digest: "00".into(),
+            ballots,
+        }
+    }
+
+    #[test]
+    fn a_clean_history_passes_and_unknown_casts_may_be_missing() {
+        let (a, b) = (ballot(0, 1, 1), ballot(1, 2, 2));
+        let ops = vec![op(&a, true), op(&b, false)];
+        let nodes = vec![node(1, vec![rec(&a, 0)]), node(2, vec![rec(&a, 0)])];
+        let result: ResultResponse = serde_json::from_value(serde_json::json!({
+            "election_id": "e", "phase": "published", "ballot_count": 1,
+            "tally": {"counts": [[1, 0, 0], [1, 0]]},
+            "decryption_shares": [], "signature_shares": [], "applied_index": 20
+        }))
+        .unwrap();
+        let mut inv = Invariants::default();
+        check(&ops, &nodes, &[1, 2], Some(&result), &mut inv);
+        assert!(inv.passed(), "{inv:#?}");
+    }
+
+    #[test]
+    fn lost_double_phantom_and_divergence_are_violations() {
+        let (a, b, c) = (ballot(0, 1, 1), ballot(1, 2, 2), ballot(2, 2, 3));
+        let phantom = ballot(9, 9, 9);
+        let ops = vec![op(&a, true), op(&b, true), op(&c, false)];
+        // Node 1 lost `a`, holds two ballots of credential 2 and one nobody sent.
+        let nodes = vec![
+            node(1, vec![rec(&b, 0), rec(&c, 1), rec(&phantom, 2)]),
+            node(2, vec![rec(&a, 0), rec(&b, 1)]),
+        ];
+        let mut inv = Invariants::default();
+        check(&ops, &nodes, &[1, 2], None, &mut inv);
+        assert_eq!(inv.i1_no_lost_ack.violations, 1);
+        assert_eq!(inv.i2_no_double.violations, 1);
+        assert_eq!(inv.i3_no_phantom.violations, 1);
+        assert_eq!(inv.i4_convergence.violations, 1);
+        assert_eq!(inv.tally.violations, 1);
+        assert!(!inv.passed());
+    }
+}

@@ -337,14 +337,25 @@ peer_via = {{ {via} }}
         None
     }
 
-    /// The leader as the first answering node of `among` sees it (no agreement required).
+    /// The current leader without waiting for agreement: a node of `among` that says it leads (the
+    /// highest term wins), else the leader the answering node with the highest term knows.
     pub async fn some_leader(&self, among: &[u64]) -> Option<u64> {
+        let mut best: Option<(u64, bool, u64)> = None; // (term, says it leads, leader)
         for id in among {
-            if let Some(l) = self.status(*id).await.and_then(|s| s.leader) {
-                return Some(l);
+            let Some(s) = self.status(*id).await else { continue };
+            let leads = s.role == "leader";
+            let Some(l) = (if leads { Some(s.id) } else { s.leader }) else {
+                continue;
+            };
+            let better = match best {
+                None => true,
+                Some((t, ld, _)) => (t, ld) < (s.term, leads),
+            };
+            if better {
+                best = Some((s.term, leads, l));
             }
         }
-        None
+        best.map(|b| b.2)
     }
 
     /// Copies the tail of every node's log to stderr.
