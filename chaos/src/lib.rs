@@ -27,8 +27,9 @@ pub use faults::Scenario;
 pub use report::{Report, Verdict};
 pub use run::{run, RunOptions};
 
-/// Runs several scenarios one after another. The setup budget adapts to the measured setup time of
-/// the previous run (twice it, plus 3 s), so short runs do not idle while the voting window ends.
+/// Runs several scenarios one after another. After the first run the setup budget adapts to the
+/// measured setup time of the previous run (twice it plus 3 s, at least 6 s), so short runs do not
+/// idle while the voting window ends.
 pub async fn run_all(
     scenarios: &[Scenario],
     opts: &RunOptions,
@@ -45,8 +46,7 @@ pub async fn run_all(
                 .parse::<u64>()
                 .ok()
         }) {
-            let adaptive = std::time::Duration::from_millis(ms * 2 + 3_000);
-            o.setup_budget = adaptive.min(opts.setup_budget.max(adaptive));
+            o.setup_budget = std::time::Duration::from_millis((ms * 2 + 3_000).max(6_000));
         }
         out.push(r);
     }

@@ -36,7 +36,8 @@ pub struct RunOptions {
     pub keep: bool,
 }
 
-/// Maximum time from healing to convergence (I4).
+/// How long members may take to agree (I4), polled once the workload has quiesced; the report gives
+/// the time from healing.
 pub const CONVERGENCE_LIMIT: Duration = Duration::from_secs(10);
 
 /// Runs one scenario and returns its report (never panics on cluster trouble: that is a verdict).

@@ -84,9 +84,20 @@ fn every_scenario_holds_on_three_nodes() {
         &["-p", "urna-node", "--bin", "urna-node"],
     );
     let t0 = Instant::now();
-    let reports = runtime().block_on(run_all(&Scenario::ALL, &options(bin), |r| {
+    let rt = runtime();
+    let mut reports = rt.block_on(run_all(&Scenario::ALL, &options(bin.clone()), |r| {
         eprint!("{}", r.summary());
     }));
+    // A run whose setup overran the voting window's budget (a loaded machine) decided nothing: it is
+    // run once more with a generous budget.
+    for (r, s) in reports.iter_mut().zip(Scenario::ALL) {
+        if r.verdict == Verdict::Unknown && r.reason.as_deref().is_some_and(|x| x.contains("overran")) {
+            let mut o = options(bin.clone());
+            o.setup_budget = Duration::from_secs(30);
+            *r = rt.block_on(run(s, &o));
+            eprint!("(rerun) {}", r.summary());
+        }
+    }
     eprintln!("all scenarios in {:.0?}", t0.elapsed());
     let bad: Vec<String> = reports
         .iter()
