@@ -89,6 +89,10 @@ pub struct RaftTuning {
     /// transfer, authenticate, decode and flush in time; otherwise a lagging follower could retry the
     /// same oversized batch forever.
     pub max_payload_entries: u64,
+    /// Send Raft RPCs for peer `id` to this address instead of the peer's membership address
+    /// (`{ "2" = "127.0.0.1:9002" }`). Used by the chaos harness to route every link through a proxy
+    /// it controls; empty in production.
+    pub peer_via: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for RaftTuning {
@@ -101,6 +105,7 @@ impl Default for RaftTuning {
             max_in_snapshot_log_to_keep: 1000,
             snapshot_chunk_bytes: 3 * 1024 * 1024,
             max_payload_entries: 64,
+            peer_via: Default::default(),
         }
     }
 }
@@ -204,6 +209,21 @@ impl Config {
         self.advertise.as_deref().unwrap_or(&self.listen)
     }
 
+    /// The Raft address overrides of `[raft] peer_via`, by node id.
+    pub fn peer_via(&self) -> anyhow::Result<std::collections::BTreeMap<NodeId, String>> {
+        self.raft
+            .peer_via
+            .iter()
+            .map(|(id, addr)| {
+                let id = id
+                    .trim()
+                    .parse()
+                    .with_context(|| format!("bad node id {id:?} in raft.peer_via"))?;
+                Ok((id, addr.trim().to_string()))
+            })
+            .collect()
+    }
+
     /// Rejects configurations that cannot work.
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.cluster_secret.len() < MIN_SECRET_LEN {
@@ -225,6 +245,7 @@ impl Config {
                 bail!("operator {:?} repeats another operator's name or token", o.name);
             }
         }
+        self.peer_via()?;
         let r = &self.raft;
         if r.heartbeat_ms == 0
             || r.election_min_ms <= r.heartbeat_ms
@@ -302,6 +323,7 @@ mod tests {
             heartbeat_ms = 100
             election_min_ms = 300
             election_max_ms = 600
+            peer_via = { "2" = "127.0.0.1:9002" }
             "#,
         )
         .unwrap();
@@ -309,6 +331,7 @@ mod tests {
         assert_eq!(c.peers[0].addr, "127.0.0.1:7002");
         assert_eq!(c.operators[0].role, Role::Cluster);
         c.raft_config().unwrap();
+        assert_eq!(c.peer_via().unwrap()[&2], "127.0.0.1:9002");
         assert_eq!(
             parse_peer("3=h:1").unwrap(),
             Peer {

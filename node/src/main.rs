@@ -44,6 +44,10 @@ struct Args {
     /// An operator, NAME:ROLE:TOKEN with ROLE admin or cluster (repeatable).
     #[arg(long = "operator", value_name = "NAME:ROLE:TOKEN")]
     operators: Vec<String>,
+    /// Send Raft RPCs for peer ID through ADDR instead of its membership address (repeatable; used by
+    /// `urna-chaos` to route links through its proxies).
+    #[arg(long = "peer-via", value_name = "ID=ADDR")]
+    peer_via: Vec<String>,
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, env = "URNA_LOG_JSON")]
     log_json: bool,
@@ -73,6 +77,10 @@ fn load(args: &Args) -> anyhow::Result<urna_node::config::Config> {
         let peer = parse_peer(s)?;
         p.peers.retain(|q| q.id != peer.id);
         p.peers.push(peer);
+    }
+    for s in &args.peer_via {
+        let v = parse_peer(s)?;
+        p.raft.peer_via.insert(v.id.to_string(), v.addr);
     }
     for s in &args.operators {
         p.operators.push(parse_operator(s)?);
@@ -108,7 +116,8 @@ async fn shutdown_signal() {
     tracing::info!("shutdown requested");
 }
 
-fn main() -> std::process::ExitCode {
+/// Runs the server (also the entry point of `urna-node-broken`, see `broken.rs`).
+pub fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn,sled=warn"));

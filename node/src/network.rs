@@ -4,6 +4,7 @@
 //! `x-urna-mac: hex(HMAC-SHA256(secret, path || "\n" || body))`; binding the path means a body signed
 //! for one RPC cannot be replayed against another. The server side lives in [`crate::api`].
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -61,6 +62,7 @@ pub fn verify_mac(secret: &[u8], path: &str, body: &[u8], mac_hex: &str) -> bool
 pub struct Network {
     client: reqwest::Client,
     secret: Arc<Vec<u8>>,
+    via: Arc<BTreeMap<NodeId, String>>,
 }
 
 impl Network {
@@ -72,7 +74,15 @@ impl Network {
         Ok(Network {
             client,
             secret: Arc::new(secret.to_vec()),
+            via: Arc::default(),
         })
+    }
+
+    /// Sends RPCs for the given peers to these addresses instead of their membership addresses (the
+    /// chaos harness's proxies; `[raft] peer_via`).
+    pub fn with_peer_via(mut self, via: BTreeMap<NodeId, String>) -> Self {
+        self.via = Arc::new(via);
+        self
     }
 }
 
@@ -84,7 +94,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             client: self.client.clone(),
             secret: self.secret.clone(),
             target,
-            addr: node.addr.clone(),
+            addr: self.via.get(&target).unwrap_or(&node.addr).clone(),
         }
     }
 }

@@ -28,7 +28,7 @@ pub async fn run_with(
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     let store = store::open(&config.data_dir.join("db"), app).context("opening the store")?;
     let raft_config = Arc::new(config.raft_config()?);
-    let network = Network::new(config.cluster_secret.as_bytes())?;
+    let network = Network::new(config.cluster_secret.as_bytes())?.with_peer_via(config.peer_via()?);
     let raft = Raft::new(config.id, raft_config, network, store.log, store.sm)
         .await
         .context("starting Raft")?;

@@ -596,6 +596,20 @@ fn cast(
         }
     }
     let mut bx = load_box(tx, id)?;
+    #[cfg(feature = "broken-drop-apply")]
+    if ctx.log_id.index % 10 == 0 {
+        // Deliberate defect (test-only feature): acknowledge the ballot without storing it.
+        return Ok((
+            Reply::Cast {
+                ballot_hash: *h_b,
+                previous_tracking_code: bx.tracking_head,
+                tracking_code: board::next_tracking_code(&bx.tracking_head, h_b),
+                seq: bx.count,
+                index: ctx.log_id.index,
+            },
+            None,
+        ));
+    }
     let mut accs = bx
         .accumulators()
         .ok_or_else(|| fatal(format!("election {id}: corrupt aggregate")))?;
