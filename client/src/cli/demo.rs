@@ -417,14 +417,18 @@ async fn post_msg(nodes: &[Client], id: &str, j: usize, m: &SignedCeremonyMessag
         .map_err(|e| Failure::failed(format!("custodian {j}'s {} message: {e}", m.body.kind())))
 }
 
-/// Runs the whole key ceremony and the rehearsal; returns the custodians' secrets and the final state.
-async fn ceremony(
-    admin: &Client,
+/// Runs the whole key ceremony of election `id` with in-process custodians holding `keys` (custodian
+/// j's messages go through `nodes[j % nodes.len()]`), then the rehearsal by the first `quorum` of
+/// them. `reader` reads the election and ceremony state. Returns the custodians' secrets and the final
+/// ceremony state.
+pub async fn run_ceremony(
+    reader: &Client,
     nodes: &[Client],
     id: &str,
     keys: &[SecretKey],
     quorum: usize,
 ) -> Result<(Vec<CustodianSecrets>, CeremonyState), Failure> {
+    let admin = reader;
     let params = admin
         .election(id)
         .await
@@ -676,7 +680,7 @@ async fn demo(g: &Globals, a: DemoArgs, bin: PathBuf) -> CmdResult {
     // 3. The key ceremony.
     ui.step("Key ceremony: join, deal, check, confirm, rehearsal (every message over HTTP)");
     let sp = ui.spinner("key ceremony");
-    let (secrets, st) = ceremony(&admin, &nodes, DEMO_ELECTION, &keys, a.quorum).await?;
+    let (secrets, st) = run_ceremony(&admin, &nodes, DEMO_ELECTION, &keys, a.quorum).await?;
     sp.finish_and_clear();
     let summary = admin
         .election(DEMO_ELECTION)
@@ -694,11 +698,11 @@ async fn demo(g: &Globals, a: DemoArgs, bin: PathBuf) -> CmdResult {
         .ok_or_else(|| Failure::failed("the ceremony derived no keys"))?;
     let ctx = Arc::new(ballot_context(&summary)?);
     if !g.json {
+        let k = summary.encryption_key.clone().unwrap_or_default();
         eprintln!(
             "    ready: fingerprint of Q {}, election key {}..",
             summary.fingerprint,
-            &summary.encryption_key.as_deref().unwrap_or("-")
-                [..16.min(summary.encryption_key.as_deref().unwrap_or("-").len())]
+            k.get(..16).unwrap_or(&k)
         );
     }
     mark(&mut timings, "ceremony");
@@ -1076,7 +1080,17 @@ async fn demo(g: &Globals, a: DemoArgs, bin: PathBuf) -> CmdResult {
     }
     if !g.json {
         println!();
-        println!("The cluster keeps running. Observer page: {}/", urls[0]);
+        let page = reqwest::get(format!("{}/", urls[0]))
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if page {
+            println!("The cluster keeps running. Observer page: {}/", urls[0]);
+        } else {
+            println!(
+                "The cluster keeps running at {} (this node version serves no observer page yet; watch it with urna observe).",
+                urls.join(", ")
+            );
+        }
         println!(
             "Try: URNA_NODES={} urna observe   |   urna --node {} election show {DEMO_ELECTION}",
             urls.join(","),
