@@ -243,21 +243,25 @@ fn read_text(path: &Path, what: &str) -> Result<String, Failure> {
         .map_err(|e| Failure::usage(format!("cannot read the {what} file {}: {e}", path.display())))
 }
 
-fn is_json(path: &Path, text: &str) -> bool {
-    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"))
-        || text.trim_start().starts_with(['{', '['])
+/// Decodes a file as JSON or TOML: by its extension (`.json`, `.toml`), otherwise JSON when it parses
+/// as JSON and TOML else.
+fn decode_file<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, String> {
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "json" => serde_json::from_str(text).map_err(|e| e.to_string()),
+        "toml" => toml::from_str(text).map_err(|e| e.to_string()),
+        _ => serde_json::from_str(text).or_else(|_| toml::from_str(text).map_err(|e| e.to_string())),
+    }
 }
 
 /// Reads a manifest from a TOML or JSON file and validates it.
 pub fn read_manifest(path: &Path) -> Result<Manifest, Failure> {
     let text = read_text(path, "manifest")?;
-    let m: Manifest = if is_json(path, &text) {
-        serde_json::from_str(&text)
-            .map_err(|e| Failure::usage(format!("the manifest {} does not decode: {e}", path.display())))?
-    } else {
-        toml::from_str(&text)
-            .map_err(|e| Failure::usage(format!("the manifest {} does not decode: {e}", path.display())))?
-    };
+    let m: Manifest = decode_file(path, &text)
+        .map_err(|e| Failure::usage(format!("the manifest {} does not decode: {e}", path.display())))?;
     m.validate()
         .map_err(|e| Failure::usage(format!("invalid manifest {}: {e}", path.display())))?;
     Ok(m)
@@ -272,25 +276,14 @@ struct CustodianFile {
 /// `{ name, identity_key }`.
 pub fn read_custodians(path: &Path) -> Result<Vec<Custodian>, Failure> {
     let text = read_text(path, "custodians")?;
-    let bad = |e: String| {
-        Failure::usage(format!(
-            "the custodians file {} does not decode: {e}",
-            path.display()
-        ))
-    };
-    if is_json(path, &text) {
-        if text.trim_start().starts_with('[') {
-            serde_json::from_str(&text).map_err(|e| bad(e.to_string()))
-        } else {
-            serde_json::from_str::<CustodianFile>(&text)
-                .map(|f| f.custodians)
-                .map_err(|e| bad(e.to_string()))
-        }
-    } else {
-        toml::from_str::<CustodianFile>(&text)
-            .map(|f| f.custodians)
-            .map_err(|e| bad(e.to_string()))
-    }
+    let list = serde_json::from_str::<Vec<Custodian>>(&text).map_err(|e| e.to_string());
+    list.or_else(|_| decode_file::<CustodianFile>(path, &text).map(|f| f.custodians))
+        .map_err(|e| {
+            Failure::usage(format!(
+                "the custodians file {} does not decode: {e}",
+                path.display()
+            ))
+        })
 }
 
 /// Parses `NAME=IDENTITY_KEY_HEX`.
@@ -613,9 +606,9 @@ mod tests {
         assert_eq!(parse_time_ms("now+10s", now), Ok(now + 10_000));
         assert_eq!(parse_time_ms("+10s", now), Ok(now + 10_000));
         assert_eq!(parse_time_ms("now-1s", now), Ok(now - 1_000));
-        assert_eq!(parse_time_ms("2026-11-24T08:00:00Z", now), Ok(1_795_939_200_000));
+        assert_eq!(parse_time_ms("2026-11-24T08:00:00Z", now), Ok(1_795_507_200_000));
         assert!(parse_time_ms("tomorrow", now).is_err());
-        assert_eq!(format_ms(1_795_939_200_000), "2026-11-24T08:00:00Z");
+        assert_eq!(format_ms(1_795_507_200_000), "2026-11-24T08:00:00Z");
     }
 
     #[test]
