@@ -7,6 +7,7 @@ use serde_json::Value;
 use urna_client::cli::credentials::codes_in;
 use urna_client::cli::demo::run_ceremony;
 use urna_client::http::Client;
+use urna_keyceremony::ballot::{encrypt_ballot, PlaintextBallot};
 use urna_keyceremony::blsttc::SecretKey;
 use urna_keyceremony::credential::CredentialCode;
 use urna_tests::{urna, Run, TestCluster, ADMIN_TOKEN};
@@ -118,6 +119,14 @@ fn vote_receipt_check_and_challenge_on_a_real_cluster() {
     let r = admin(&create.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(r.code, 0, "{}", r.both());
     assert_eq!(json(&r)["roll_count"], 12);
+
+    // A manifest that does not decode: usage error.
+    let broken = dir.join("broken.toml");
+    std::fs::write(&broken, "[[contests]]\nid = 1\n").unwrap();
+    let mut bad = create.clone();
+    bad[4] = p(&broken);
+    let r = admin(&bad.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_one_line_error(&r, 2, "manifest");
 
     // Custodians run the ceremony (in process, over HTTP).
     let reader = c.client(None);
@@ -236,6 +245,29 @@ fn vote_receipt_check_and_challenge_on_a_real_cluster() {
     let s = json(&r);
     assert_eq!(s["summary"]["ballot_count"], 2);
     assert_eq!(s["summary"]["spoiled_count"], 1);
+
+    // A retried cast resends identical bytes and gets the original receipt; it never counts twice.
+    let reader = c.client(None);
+    let summary = c.block_on(reader.election("town")).unwrap();
+    let ctx = urna_client::cli::voter::ballot_context(&summary).unwrap_or_else(|f| panic!("{}", f.message));
+    let plain = PlaintextBallot::from_selected(ctx.manifest(), &[vec![2], vec![1]]).unwrap();
+    let (ballot, _) = encrypt_ballot(&ctx, &plain, &codes[5].signing_key(), &mut rand::rngs::OsRng).unwrap();
+    let bytes = serde_json::to_vec(&ballot).unwrap();
+    let first = c.block_on(reader.cast_bytes("town", &bytes)).unwrap();
+    let again = c.block_on(per_node[2].cast_bytes("town", &bytes)).unwrap();
+    assert_eq!(first, again);
+    let s = c.block_on(reader.election("town")).unwrap();
+    assert_eq!(s.ballot_count, 3);
+
+    // The record: exported when the nodes serve it, otherwise a clear one-line failure (exit 1).
+    let out = dir.join("town.record.json");
+    let r = with_nodes(&["election", "export", "town", "--out", &p(&out)]);
+    if r.code == 0 {
+        let r = urna(["verify", &p(&out)]);
+        assert_eq!(r.code, 0, "{}", r.both());
+    } else {
+        assert_one_line_error(&r, 1, "do not serve election records yet");
+    }
 
     // Closing before closes_at: the node refuses, exit 1.
     let r = admin(&["election", "close", "town"]);
