@@ -164,13 +164,32 @@ pub fn node_binary() -> Result<PathBuf, Failure> {
     let dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
     let p = dir.join(format!("urna-node{}", std::env::consts::EXE_SUFFIX));
     if p.is_file() {
-        Ok(p)
-    } else {
-        Err(Failure::usage(format!(
-            "urna-node not found next to {} (build it: cargo build --release -p urna-node, or set URNA_NODE_BIN)",
-            exe.display()
-        )))
+        return Ok(p);
     }
+    // Under `cargo run`, build the node binary of the same profile once.
+    if let (Some(cargo), Some(manifest)) = (std::env::var_os("CARGO"), std::env::var_os("CARGO_MANIFEST_DIR"))
+    {
+        let release = dir.ends_with("release");
+        eprintln!(
+            "==> Building urna-node (cargo build{} -p urna-node)",
+            if release { " --release" } else { "" }
+        );
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-q", "-p", "urna-node"])
+            .arg("--manifest-path")
+            .arg(Path::new(&manifest).join("../Cargo.toml"));
+        if release {
+            cmd.arg("--release");
+        }
+        let ok = cmd.status().map(|s| s.success()).unwrap_or(false);
+        if ok && p.is_file() {
+            return Ok(p);
+        }
+    }
+    Err(Failure::usage(format!(
+        "urna-node not found next to {} (build it: cargo build --release -p urna-node, or set URNA_NODE_BIN)",
+        exe.display()
+    )))
 }
 
 fn random_hex(bytes: usize) -> String {
