@@ -207,7 +207,10 @@ fn free_port() -> Result<u16, Failure> {
 
 /// A local cluster of `urna-node` processes; dropping it stops them.
 struct LocalCluster {
-    dir: tempfile::TempDir,
+    dir: Option<tempfile::TempDir>,
+    /// Keep the directory (configs, logs) when dropped: true until the demo succeeds.
+    keep: bool,
+    path: PathBuf,
     children: Vec<Child>,
     urls: Vec<String>,
     logs: Vec<PathBuf>,
@@ -226,7 +229,9 @@ impl LocalCluster {
         let cluster_token = random_hex(24);
         let ports = (0..n).map(|_| free_port()).collect::<Result<Vec<_>, _>>()?;
         let mut c = LocalCluster {
-            dir,
+            path: dir.path().to_path_buf(),
+            dir: Some(dir),
+            keep: true,
             children: Vec::new(),
             urls: ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect(),
             logs: Vec::new(),
@@ -238,7 +243,7 @@ impl LocalCluster {
                 .filter(|p| *p != id)
                 .map(|p| format!("{{ id = {p}, addr = \"127.0.0.1:{}\" }}", ports[p as usize - 1]))
                 .collect();
-            let data = c.dir.path().join(format!("data{id}"));
+            let data = c.path.join(format!("data{id}"));
             let text = format!(
                 "id = {id}\nlisten = \"127.0.0.1:{port}\"\ndata_dir = {data:?}\ncluster_secret = \"{secret}\"\n\
                  peers = [{peers}]\n\n[[operators]]\nname = \"demo-admin\"\nrole = \"admin\"\ntoken = \"{admin}\"\n\n\
@@ -249,9 +254,9 @@ impl LocalCluster {
                 admin = c.admin_token,
                 ops = c.cluster_token,
             );
-            let config = c.dir.path().join(format!("node{id}.toml"));
+            let config = c.path.join(format!("node{id}.toml"));
             write_private(&config, &text)?;
-            let log_path = c.dir.path().join(format!("node{id}.log"));
+            let log_path = c.path.join(format!("node{id}.log"));
             let log = std::fs::File::create(&log_path)
                 .map_err(|e| Failure::failed(format!("cannot create {}: {e}", log_path.display())))?;
             let err = log
@@ -301,6 +306,14 @@ impl Drop for LocalCluster {
         for c in &mut self.children {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        if self.keep {
+            if let Some(d) = self.dir.take() {
+                eprintln!(
+                    "urna: the demo cluster's configs, data and logs are kept in {}",
+                    d.keep().display()
+                );
+            }
         }
     }
 }
@@ -1025,7 +1038,7 @@ async fn demo(g: &Globals, a: DemoArgs, bin: PathBuf) -> CmdResult {
     let out = DemoSummary {
         election_id: DEMO_ELECTION.into(),
         nodes: urls.clone(),
-        dir: cluster.dir.path().display().to_string(),
+        dir: cluster.path.display().to_string(),
         voters: a.voters,
         cast,
         refused,
@@ -1094,6 +1107,7 @@ async fn demo(g: &Globals, a: DemoArgs, bin: PathBuf) -> CmdResult {
         );
         println!("Verdict: {}", if ok { "OK" } else { "FAILED" });
     }
+    cluster.keep = !ok;
     if a.exit {
         return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) });
     }
@@ -1117,7 +1131,7 @@ async fn demo(g: &Globals, a: DemoArgs, bin: PathBuf) -> CmdResult {
         );
         println!(
             "Configs, data and logs: {} (removed on exit). Press Ctrl-C to stop.",
-            cluster.dir.path().display()
+            cluster.path.display()
         );
     }
     let _ = tokio::signal::ctrl_c().await;
