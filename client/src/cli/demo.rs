@@ -668,10 +668,12 @@ async fn demo(g: &Globals, a: DemoArgs, bin: PathBuf) -> CmdResult {
         Some(s) => s as i64 * 1000,
         // Sized to N: ceremony and encryption, then casting at a conservative rate.
         None => {
+            // Measured on 2 shared cores with release builds: ceremony ~4 s, encryption ~2.2 ms and
+            // casting ~8 ms per ballot; the base and per-ballot budget leave about a 2x margin.
             let (base, per) = if cfg!(debug_assertions) {
-                (15_000, 60)
+                (8_000, 60)
             } else {
-                (10_000, 30)
+                (8_000, 16)
             };
             base + per * voters as i64
         }
