@@ -509,9 +509,21 @@ fn show(g: &Globals, id: &str) -> CmdResult {
     );
     if let Some(r) = &result {
         print!("{}", result_table(&summary, r));
+        let names = |js: &[usize]| -> String {
+            let v: Vec<String> = js
+                .iter()
+                .map(|&j| p.custodians.get(j).map_or(format!("#{j}"), |c| c.name.clone()))
+                .collect();
+            if v.is_empty() {
+                "none yet".into()
+            } else {
+                v.join(", ")
+            }
+        };
         println!(
-            "  decryption shares from custodians {:?}; signature shares from {:?}",
-            r.decryption_shares, r.signature_shares
+            "  decryption shares from: {}; signature shares from: {}",
+            names(&r.decryption_shares),
+            names(&r.signature_shares)
         );
         match &r.certificate {
             Some(_) => println!("  certified: yes (result hash {})", opt(r.result_hash.as_deref())),
