@@ -20,6 +20,12 @@ use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use urna_keyceremony::ballot::{EncryptedBallot, SpoiledBallot};
+use urna_keyceremony::ceremony::{CeremonyState, MessageKind, SignedCeremonyMessage};
+use urna_keyceremony::credential::PublicCredential;
+use urna_keyceremony::record::ElectionRecord;
+
+use crate::wire;
 
 /// Where the leader is, as far as the answering node knows (sent with 503 answers).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -626,6 +632,168 @@ impl Client {
         .await
     }
 
+    /// `POST /v1/elections` (admin): creates an election in Draft. The node draws the election nonce.
+    pub async fn create_election(&self, req: &wire::CreateElectionRequest) -> Result<wire::WriteAck, Error> {
+        self.post_json("/v1/elections", req).await
+    }
+
+    /// `GET /v1/elections`: every election with its phase and ballot count.
+    pub async fn elections(&self) -> Result<wire::ElectionList, Error> {
+        self.get_json("/v1/elections").await
+    }
+
+    /// `POST /v1/elections/{id}/roll` (admin): appends public credentials to the roll (until Ready).
+    pub async fn add_roll(
+        &self,
+        election: &str,
+        credentials: &[PublicCredential],
+    ) -> Result<wire::WriteAck, Error> {
+        self.post_json(
+            &election_path(election, "/roll"),
+            &serde_json::json!({ "credentials": credentials }),
+        )
+        .await
+    }
+
+    /// `POST /v1/elections/{id}/open` (admin): the zero-ballot confirmation.
+    pub async fn open_election(&self, election: &str) -> Result<wire::WriteAck, Error> {
+        self.post_bytes(&election_path(election, "/open"), b"{}").await
+    }
+
+    /// `POST /v1/elections/{id}/close` (admin): valid after `closes_at`.
+    pub async fn close_election(&self, election: &str) -> Result<wire::WriteAck, Error> {
+        self.post_bytes(&election_path(election, "/close"), b"{}").await
+    }
+
+    /// `POST /v1/elections/{id}/advance` (admin): moves the ceremony past an expired deadline.
+    pub async fn advance_election(&self, election: &str) -> Result<wire::WriteAck, Error> {
+        self.post_bytes(&election_path(election, "/advance"), b"{}").await
+    }
+
+    /// `GET /v1/elections/{id}?consistent=true`: the election summary (manifest, phase, Q, Q', K,
+    /// counts), linearizable.
+    pub async fn election(&self, election: &str) -> Result<wire::ElectionSummary, Error> {
+        self.get_json(&election_path(election, "?consistent=true")).await
+    }
+
+    /// `GET /v1/elections/{id}/ceremony?consistent=true`: the public ceremony state custodians compute
+    /// their next messages from.
+    pub async fn ceremony_state(&self, election: &str) -> Result<CeremonyState, Error> {
+        self.get_json(&election_path(election, "/ceremony?consistent=true"))
+            .await
+    }
+
+    /// `POST /v1/elections/{id}/ceremony/{joins,deals,acks,complaints,answers,confirmations}`: one
+    /// signed ceremony message, routed by its kind.
+    pub async fn post_ceremony(
+        &self,
+        election: &str,
+        msg: &SignedCeremonyMessage,
+    ) -> Result<wire::WriteAck, Error> {
+        let kind = match msg.body.kind() {
+            MessageKind::Join => "joins",
+            MessageKind::Deal => "deals",
+            MessageKind::Ack => "acks",
+            MessageKind::Complaint => "complaints",
+            MessageKind::Answer => "answers",
+            MessageKind::Confirmation => "confirmations",
+        };
+        self.post_json(&election_path(election, &format!("/ceremony/{kind}")), msg)
+            .await
+    }
+
+    /// `POST /v1/elections/{id}/ceremony/rehearsal`: a custodian's partial decryption of the
+    /// rehearsal ciphertext.
+    pub async fn post_rehearsal_share(
+        &self,
+        election: &str,
+        share: &wire::SignedPartialDecryption,
+    ) -> Result<wire::WriteAck, Error> {
+        self.post_json(&election_path(election, "/ceremony/rehearsal"), share)
+            .await
+    }
+
+    /// `POST /v1/elections/{id}/ballots`: casts a ballot and returns the receipt (after commit).
+    ///
+    /// The ballot is serialized once; every retry (another node, a lost connection) resends the same
+    /// bytes, and the node answers an identical retry with the original receipt, so a ballot never
+    /// counts twice.
+    pub async fn cast(&self, ballot: &EncryptedBallot) -> Result<wire::Receipt, Error> {
+        let bytes = serde_json::to_vec(ballot).map_err(|e| Error::Decode {
+            url: String::new(),
+            message: format!("cannot encode the ballot: {e}"),
+        })?;
+        self.cast_bytes(&ballot.election_id, &bytes).await
+    }
+
+    /// Casts prepared ballot bytes (see [`Client::cast`]); keep the bytes to retry later.
+    pub async fn cast_bytes(&self, election: &str, ballot_json: &[u8]) -> Result<wire::Receipt, Error> {
+        self.post_bytes(&election_path(election, "/ballots"), ballot_json)
+            .await
+    }
+
+    /// `POST /v1/elections/{id}/challenges`: posts a spoiled (challenged) ballot.
+    pub async fn challenge(&self, spoiled: &SpoiledBallot) -> Result<wire::ChallengeAck, Error> {
+        self.post_json(&election_path(&spoiled.election_id, "/challenges"), spoiled)
+            .await
+    }
+
+    /// `GET /v1/elections/{id}/ballots/{tracking_code}?min_index=N`: the ballot's receipt with an
+    /// inclusion proof; `min_index` (the receipt's index) makes the answering node wait until it has
+    /// applied that entry.
+    pub async fn ballot(
+        &self,
+        election: &str,
+        tracking_code: &str,
+        min_index: Option<u64>,
+    ) -> Result<wire::BallotLookup, Error> {
+        let q = min_index.map(|i| format!("?min_index={i}")).unwrap_or_default();
+        self.get_json(&election_path(
+            election,
+            &format!("/ballots/{}{q}", encode_segment(tracking_code)),
+        ))
+        .await
+    }
+
+    /// `GET /v1/elections/{id}/result?consistent=true`: tally, shares received and certificate.
+    pub async fn result(&self, election: &str) -> Result<wire::ResultResponse, Error> {
+        self.get_json(&election_path(election, "/result?consistent=true"))
+            .await
+    }
+
+    /// `POST /v1/elections/{id}/tally/shares`: a custodian's signed partial decryption of the aggregate.
+    pub async fn post_tally_share(
+        &self,
+        election: &str,
+        share: &wire::SignedPartialDecryption,
+    ) -> Result<wire::WriteAck, Error> {
+        self.post_json(&election_path(election, "/tally/shares"), share)
+            .await
+    }
+
+    /// `POST /v1/elections/{id}/tally/signatures`: a custodian's signature share over the result hash.
+    pub async fn post_signature_share(
+        &self,
+        election: &str,
+        share: &wire::SignatureShareRequest,
+    ) -> Result<wire::WriteAck, Error> {
+        self.post_json(&election_path(election, "/tally/signatures"), share)
+            .await
+    }
+
+    /// `GET /v1/elections/{id}/events?consistent=true`: the election's audit trail, oldest first (kept
+    /// as JSON: its event shapes grow with the node).
+    pub async fn events(&self, election: &str) -> Result<Value, Error> {
+        self.get_json(&election_path(election, "/events?consistent=true"))
+            .await
+    }
+
+    /// `GET /v1/elections/{id}/record`, decoded into an [`ElectionRecord`].
+    pub async fn election_record(&self, election: &str) -> Result<ElectionRecord, Error> {
+        let bytes = self.election_record_bytes(election).await?;
+        decode(&self.known_leader().unwrap_or_default(), &bytes)
+    }
+
     /// `GET /v1/elections/{id}/record`: the election record's raw bytes (decode them with
     /// `serde_json::from_slice::<ElectionRecord>`, or let `urna verify` do it).
     pub async fn election_record_bytes(&self, election: &str) -> Result<Vec<u8>, Error> {
@@ -636,6 +804,11 @@ impl Client {
         )
         .await
     }
+}
+
+/// `/v1/elections/{id}` followed by `rest`, with the id percent-encoded.
+fn election_path(election: &str, rest: &str) -> String {
+    format!("/v1/elections/{}{rest}", encode_segment(election))
 }
 
 fn decode<T: DeserializeOwned>(url: &str, bytes: &[u8]) -> Result<T, Error> {

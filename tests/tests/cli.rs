@@ -59,6 +59,17 @@ fn usage_errors_exit_2_with_one_line() {
         vec!["credentials", "check", "--help"],
         vec!["verify", "--help"],
         vec!["observe", "--help"],
+        vec!["election", "create", "--help"],
+        vec!["election", "roll", "--help"],
+        vec!["election", "open", "--help"],
+        vec!["election", "close", "--help"],
+        vec!["election", "advance", "--help"],
+        vec!["election", "show", "--help"],
+        vec!["election", "export", "--help"],
+        vec!["vote", "--help"],
+        vec!["challenge", "--help"],
+        vec!["receipt", "check", "--help"],
+        vec!["demo", "--help"],
     ] {
         let r = urna(&args);
         assert_eq!(r.code, 0, "{args:?}: {}", r.both());

@@ -7,9 +7,12 @@
 
 pub mod cluster;
 pub mod credentials;
+pub mod demo;
+pub mod election;
 pub mod observe;
 pub mod output;
 pub mod verify;
+pub mod voter;
 
 use std::process::ExitCode;
 
@@ -19,6 +22,11 @@ use crate::http::{self, Client};
 
 const EXAMPLES: &str = "\
 Examples:
+  urna demo                                   # a whole election on a local 3-node cluster
+  urna --node 127.0.0.1:7001 --token $ADMIN_TOKEN election create city-2026 --manifest m.toml \\
+      --custodians custodians.json --quorum 3 --closes-at now+2h --roll roll.json
+  urna --node 127.0.0.1:7001 vote city-2026 --code-file code.txt --choice mayor=ada --receipt r.json
+  urna --node 127.0.0.1:7001 receipt check --receipt r.json
   urna --node 127.0.0.1:7001 --token $OPS_TOKEN cluster init
   URNA_NODES=127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003 urna observe
   urna credentials generate --count 1000 --codes codes.txt --roll roll.json --sheet
@@ -27,8 +35,9 @@ Examples:
 
 Exit status: 0 success, 1 a failed check or operation, 2 a usage error.";
 
-/// Urna: a Raft-replicated threshold-key ballot box. Operate the cluster, make voter credentials, watch
-/// the nodes agree, and verify election records.
+/// Urna: a Raft-replicated threshold-key ballot box. Run a demo election, operate the cluster and its
+/// elections, make voter credentials, vote and check receipts, watch the nodes agree, and verify
+/// election records.
 #[derive(Parser, Debug)]
 #[command(name = "urna", version, after_help = EXAMPLES, propagate_version = true)]
 pub struct Cli {
@@ -65,6 +74,18 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// Compare the nodes' state digests at a common index and report agreement or divergence.
     Observe(observe::ObserveArgs),
+    /// Elections (operators): create, roll, open, close, advance, show, export.
+    #[command(subcommand)]
+    Election(election::ElectionCmd),
+    /// Vote: encrypt your choices locally, show the ballot hash, cast, and keep the receipt.
+    Vote(voter::VoteArgs),
+    /// Challenge an encryption (Benaloh): open it, post it as spoiled, check it encrypts your choices.
+    Challenge(voter::ChallengeArgs),
+    /// Receipts: check that your ballot is on the board.
+    #[command(subcommand)]
+    Receipt(voter::ReceiptCmd),
+    /// Run a complete election on a local cluster of real nodes, from key ceremony to certified result.
+    Demo(demo::DemoArgs),
 }
 
 /// Why a command failed, with its exit code.
@@ -155,6 +176,11 @@ pub fn run(cli: Cli) -> CmdResult {
         Command::Credentials(c) => credentials::run(&g, c),
         Command::Verify(a) => verify::run(&g, a),
         Command::Observe(a) => observe::run(&g, a),
+        Command::Election(c) => election::run(&g, c),
+        Command::Vote(a) => voter::vote(&g, a),
+        Command::Challenge(a) => voter::challenge(&g, a),
+        Command::Receipt(c) => voter::receipt(&g, c),
+        Command::Demo(a) => demo::run(&g, a),
     }
 }
 
