@@ -32,6 +32,7 @@ pub async fn run_with(
     let raft = Raft::new(config.id, raft_config, network, store.log, store.sm)
         .await
         .context("starting Raft")?;
+    crate::metrics::watch_raft(&raft);
 
     let state = AppState {
         id: config.id,

@@ -578,12 +578,21 @@ async fn signature_share(
 
 /// `POST /v1/elections/{id}/ballots`: cast. The receipt comes after commit and apply; an identical
 /// retry gets the original receipt; a cast after `closes_at` makes this node propose the close.
+/// Refusals are counted under their error code (casts forwarded to the leader are counted there).
 async fn cast(
     State(app): State<AppState>,
     P(id): P<String>,
     headers: HeaderMap,
     Raw(raw): Raw,
 ) -> Result<Response, ApiError> {
+    let res = cast_inner(app, id, headers, raw).await;
+    if let Err(e) = &res {
+        crate::metrics::global().ballot_rejected(&e.code);
+    }
+    res
+}
+
+async fn cast_inner(app: AppState, id: String, headers: HeaderMap, raw: Bytes) -> Result<Response, ApiError> {
     let path = format!("/v1/elections/{id}/ballots");
     forward_if_follower!(app, path, headers, raw);
     let store = app.store.clone();
@@ -628,7 +637,9 @@ async fn cast(
                     index,
                 },
             ..
-        } => Ok(Json(urna_client::wire::Receipt {
+        } => {
+            crate::metrics::global().ballots_cast.inc();
+            Ok(Json(urna_client::wire::Receipt {
             election_id: id,
             ballot_hash,
             previous_tracking_code,
@@ -636,8 +647,9 @@ async fn cast(
             seq,
             index,
             signed_head: None,
-        })
-        .into_response()),
+            })
+            .into_response())
+        }
         Proposed::Applied { reply, .. } => Err(ApiError::internal(format!("unexpected reply {reply:?}"))),
         Proposed::Rejected { code, message } => Err(Refusal::from_rejected(&code, message).into()),
         Proposed::Forwarded(r) => Ok(r),

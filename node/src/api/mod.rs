@@ -73,6 +73,7 @@ pub fn router(app: AppState, max_body: usize) -> Router {
     let api = Router::new()
         .route("/healthz", get(status::healthz))
         .route("/readyz", get(status::readyz))
+        .route("/metrics", get(status::metrics))
         .route("/v1/status", get(status::status))
         .route("/v1/digest", get(status::digest))
         .route("/v1/cluster", get(cluster::show))
@@ -231,7 +232,19 @@ where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = WriteResult>,
 {
-    match op().await {
+    let metrics = crate::metrics::global();
+    let res = op().await;
+    match &res {
+        Ok(_) => {
+            metrics.proposals_committed.inc();
+        }
+        // Not proposed here: the leader counts it.
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {}
+        Err(_) => {
+            metrics.proposals_failed.inc();
+        }
+    }
+    match res {
         Ok(r) => Ok(Ok(r)),
         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
             Ok(Err(app.forward(&f, path, headers, body).await?))

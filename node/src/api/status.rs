@@ -120,3 +120,26 @@ pub async fn digest(
         )),
     }
 }
+
+/// `GET /metrics`: Prometheus text exposition format.
+pub async fn metrics(State(app): State<AppState>) -> Response {
+    // Fresh gauges at scrape time (the watcher also follows every change).
+    {
+        let m = app.raft.metrics();
+        let m = m.borrow();
+        let g = crate::metrics::global();
+        g.has_leader.set(i64::from(m.current_leader.is_some()));
+        g.term.set(i64::try_from(m.current_term).unwrap_or(i64::MAX));
+    }
+    match crate::metrics::global().encode() {
+        Ok(text) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => ApiError::internal(format!("encoding metrics: {e}")).into_response(),
+    }
+}

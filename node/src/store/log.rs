@@ -43,6 +43,7 @@ impl LogStore {
     }
 
     async fn flush(&self, subject: ErrorSubject<NodeId>) -> StorageResult<()> {
+        let _t = crate::metrics::Timer::start(&crate::metrics::global().fsync_duration);
         self.db
             .flush_async()
             .await
@@ -156,7 +157,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         self.log.apply_batch(batch).map_err(|e| log_write_err(&e))?;
         // Durable before reported: the callback runs only after the flush completed.
-        match self.db.flush_async().await {
+        let flushed = {
+            let _t = crate::metrics::Timer::start(&crate::metrics::global().fsync_duration);
+            self.db.flush_async().await
+        };
+        match flushed {
             Ok(_) => {
                 callback.log_io_completed(Ok(()));
                 Ok(())

@@ -227,6 +227,7 @@ impl StateMachineStore {
     }
 
     async fn flush(&self) -> StorageResult<()> {
+        let _t = crate::metrics::Timer::start(&crate::metrics::global().fsync_duration);
         self.inner.db.flush_async().await.map_err(|e| sm_write(&e))?;
         Ok(())
     }
@@ -425,7 +426,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
-        let out = self.apply_batch(&entries)?;
+        let out = {
+            let _t = crate::metrics::Timer::start(&crate::metrics::global().apply_duration);
+            self.apply_batch(&entries)?
+        };
         self.flush().await?;
         Ok(out)
     }
