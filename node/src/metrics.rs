@@ -74,8 +74,16 @@ impl Metrics {
             registry: Registry::default(),
         };
         let r = &mut registry;
-        r.register("has_leader", "1 when this node knows a leader", m.has_leader.clone());
-        r.register("leader_changes", "Changes of the known leader", m.leader_changes.clone());
+        r.register(
+            "has_leader",
+            "1 when this node knows a leader",
+            m.has_leader.clone(),
+        );
+        r.register(
+            "leader_changes",
+            "Changes of the known leader",
+            m.leader_changes.clone(),
+        );
         r.register(
             "proposals_committed",
             "Proposals made by this node that were committed and applied",

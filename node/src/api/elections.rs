@@ -639,14 +639,28 @@ async fn cast_inner(app: AppState, id: String, headers: HeaderMap, raw: Bytes) -
             ..
         } => {
             crate::metrics::global().ballots_cast.inc();
+            // The answering node's signed head at or after the ballot's entry. The ballot is
+            // recorded whatever happens here, so a failure only leaves the head out (and is logged).
+            let (store, heads) = (app.store.clone(), app.heads.clone());
+            let head = match tokio::task::spawn_blocking(move || heads.signed_head(&store, index)).await {
+                Ok(Ok(h)) => Some((*h).clone()),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "signing the head of a receipt");
+                    None
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "signing the head of a receipt");
+                    None
+                }
+            };
             Ok(Json(urna_client::wire::Receipt {
-            election_id: id,
-            ballot_hash,
-            previous_tracking_code,
-            tracking_code,
-            seq,
-            index,
-            signed_head: None,
+                election_id: id,
+                ballot_hash,
+                previous_tracking_code,
+                tracking_code,
+                seq,
+                index,
+                signed_head: head,
             })
             .into_response())
         }

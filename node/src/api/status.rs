@@ -143,3 +143,20 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
         Err(e) => ApiError::internal(format!("encoding metrics: {e}")).into_response(),
     }
 }
+
+/// `GET /v1/head`: this node's signed head at its applied index (design 5).
+pub async fn head(State(app): State<AppState>) -> Result<Response, ApiError> {
+    let (store, heads) = (app.store.clone(), app.heads.clone());
+    let h = tokio::task::spawn_blocking(move || heads.signed_head(&store, u64::MAX))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    Ok(Json(&*h).into_response())
+}
+
+/// `GET /v1/nodes`: the node keys registered in the log (to verify heads with).
+pub async fn nodes(State(app): State<AppState>) -> Result<Json<urna_client::head::NodeKeys>, ApiError> {
+    Ok(Json(
+        crate::head::node_keys(&app.store).map_err(ApiError::internal)?,
+    ))
+}

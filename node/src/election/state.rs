@@ -47,6 +47,8 @@ pub const T_SPOILED: &str = "spoiled";
 pub const T_SHARES: &str = "shares";
 /// Result signature shares (JSON): id/j.
 pub const T_SIGSHARES: &str = "sigshares";
+/// Registered node keys (signed heads, design 5): big-endian node id -> bincode `(key, index)`.
+pub const T_NODE_KEYS: &str = "node_keys";
 
 /// Every tree of the election application (with the notes trees of the replication tests).
 pub const TREES: &[&str] = &[
@@ -67,6 +69,7 @@ pub const TREES: &[&str] = &[
     T_SPOILED,
     T_SHARES,
     T_SIGSHARES,
+    T_NODE_KEYS,
 ];
 
 /// Purpose byte of rehearsal shares in [`T_SHARES`].
