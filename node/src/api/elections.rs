@@ -600,7 +600,11 @@ async fn cast_inner(app: AppState, id: String, headers: HeaderMap, raw: Bytes) -
     let (id2, raw2) = (id.clone(), raw.clone());
     let plan = blocking(move || precheck::cast(&store, &contexts, &id2, &raw2, now_ms())).await?;
     let cmd = match plan {
-        CastPlan::Retry(b) => return Ok(Json(view::receipt(&id, &b)).into_response()),
+        CastPlan::Retry(b) => {
+            let mut receipt = view::receipt(&id, &b);
+            receipt.signed_head = signed_head(&app, b.index).await;
+            return Ok(Json(receipt).into_response());
+        }
         CastPlan::Verify(ctx, ballot) => {
             let (ballot, verified) = app
                 .verifier
@@ -639,20 +643,7 @@ async fn cast_inner(app: AppState, id: String, headers: HeaderMap, raw: Bytes) -
             ..
         } => {
             crate::metrics::global().ballots_cast.inc();
-            // The answering node's signed head at or after the ballot's entry. The ballot is
-            // recorded whatever happens here, so a failure only leaves the head out (and is logged).
-            let (store, heads) = (app.store.clone(), app.heads.clone());
-            let head = match tokio::task::spawn_blocking(move || heads.signed_head(&store, index)).await {
-                Ok(Ok(h)) => Some((*h).clone()),
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "signing the head of a receipt");
-                    None
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "signing the head of a receipt");
-                    None
-                }
-            };
+            let head = signed_head(&app, index).await;
             Ok(Json(urna_client::wire::Receipt {
                 election_id: id,
                 ballot_hash,
@@ -667,6 +658,23 @@ async fn cast_inner(app: AppState, id: String, headers: HeaderMap, raw: Bytes) -
         Proposed::Applied { reply, .. } => Err(ApiError::internal(format!("unexpected reply {reply:?}"))),
         Proposed::Rejected { code, message } => Err(Refusal::from_rejected(&code, message).into()),
         Proposed::Forwarded(r) => Ok(r),
+    }
+}
+
+/// The answering node's signed head at or after `index`, for a receipt. The ballot is recorded
+/// whatever happens here, so a failure only leaves the head out (and is logged).
+async fn signed_head(app: &AppState, index: u64) -> Option<urna_client::head::SignedHead> {
+    let (store, heads) = (app.store.clone(), app.heads.clone());
+    match tokio::task::spawn_blocking(move || heads.signed_head(&store, index)).await {
+        Ok(Ok(h)) => Some((*h).clone()),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "signing the head of a receipt");
+            None
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "signing the head of a receipt");
+            None
+        }
     }
 }
 
