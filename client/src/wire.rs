@@ -244,9 +244,10 @@ pub struct Receipt {
     pub seq: u64,
     /// Log index of the ballot's entry (the original one for an idempotent retry).
     pub index: u64,
-    /// The answering node's signed head (signed heads come later).
+    /// The answering node's signed head at or after `index` (absent on an idempotent retry answered
+    /// from the record).
     #[serde(default)]
-    pub signed_head: Option<serde_json::Value>,
+    pub signed_head: Option<crate::head::SignedHead>,
 }
 
 /// `POST /v1/elections/{id}/challenges` answer.

@@ -169,6 +169,53 @@ pub mod hash_list {
     }
 }
 
+/// The ballot tree grown one ballot at a time: the roots of its perfect subtrees (largest first),
+/// so appending and computing the root cost O(log n) instead of rehashing every ballot. Its
+/// [`root`](TreeFrontier::root) equals [`tree_root`] over the same ballot hashes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreeFrontier {
+    size: u64,
+    /// (height, root) of each perfect subtree, heights strictly decreasing.
+    peaks: Vec<(u32, Hash32)>,
+}
+
+impl TreeFrontier {
+    /// The empty tree.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of ballots in the tree.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Appends a ballot hash.
+    pub fn push(&mut self, ballot_hash: &Hash32) {
+        let mut h = leaf_hash(ballot_hash);
+        let mut height = 0;
+        while let Some(&(top_height, top)) = self.peaks.last() {
+            if top_height != height {
+                break;
+            }
+            self.peaks.pop();
+            h = node_hash(&top, &h);
+            height += 1;
+        }
+        self.peaks.push((height, h));
+        self.size += 1;
+    }
+
+    /// The root of the tree so far.
+    pub fn root(&self) -> Hash32 {
+        let mut it = self.peaks.iter().rev();
+        match it.next() {
+            None => empty_root(),
+            Some(&(_, last)) => it.fold(last, |acc, (_, left)| node_hash(left, &acc)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,6 +245,18 @@ mod tests {
         assert_eq!(tree_root(&hs[..1]), l[0]);
         assert_eq!(tree_root(&hs), node_hash(&node_hash(&l[0], &l[1]), &l[2]));
         assert_eq!(tree_root(&[]), empty_root());
+    }
+
+    #[test]
+    fn the_frontier_root_equals_the_tree_root() {
+        let hs = hashes(70);
+        let mut f = TreeFrontier::new();
+        assert_eq!(f.root(), tree_root(&[]));
+        for n in 1..=hs.len() {
+            f.push(&hs[n - 1]);
+            assert_eq!(f.size(), n as u64);
+            assert_eq!(f.root(), tree_root(&hs[..n]), "n = {n}");
+        }
     }
 
     proptest! {

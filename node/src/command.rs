@@ -116,6 +116,17 @@ pub enum Command {
         /// The share.
         share: WireSignatureShare,
     },
+    /// Registers a node's Ed25519 node key (design 5: signed heads), proposed by the node itself when
+    /// it sees it is a member whose key is not registered yet. `proof` is the key's signature over
+    /// `urna_client::head::node_key_statement(node, key)`; apply checks it.
+    RegisterNodeKey {
+        /// The node's id.
+        node: u64,
+        /// Its Ed25519 public key.
+        key: [u8; 32],
+        /// Proof of possession (64-byte Ed25519 signature).
+        proof: Vec<u8>,
+    },
 }
 
 impl Command {
@@ -135,13 +146,14 @@ impl Command {
             Command::Challenge { .. } => "challenge",
             Command::TallyShare { .. } => "tally_share",
             Command::SignatureShare { .. } => "signature_share",
+            Command::RegisterNodeKey { .. } => "register_node_key",
         }
     }
 
     /// The election the command belongs to, if any.
     pub fn election_id(&self) -> Option<&str> {
         match self {
-            Command::Noop | Command::Note { .. } => None,
+            Command::Noop | Command::Note { .. } | Command::RegisterNodeKey { .. } => None,
             Command::CreateElection { params, .. } => Some(&params.election_id),
             Command::AddRoll { election_id, .. }
             | Command::Ceremony { election_id, .. }

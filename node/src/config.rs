@@ -137,6 +137,10 @@ pub struct Config {
     /// Largest accepted API request body (bytes).
     #[serde(default = "default_api_body")]
     pub max_body_bytes: usize,
+    /// File holding the node's Ed25519 key (hex); default `<data_dir>/node.key`, generated on first
+    /// start.
+    #[serde(default)]
+    pub node_key_file: Option<PathBuf>,
 }
 
 fn default_api_body() -> usize {
@@ -168,6 +172,8 @@ pub struct PartialConfig {
     pub raft: RaftTuning,
     /// See [`Config::max_body_bytes`].
     pub max_body_bytes: Option<usize>,
+    /// See [`Config::node_key_file`].
+    pub node_key_file: Option<PathBuf>,
 }
 
 impl PartialConfig {
@@ -197,6 +203,7 @@ impl PartialConfig {
             operators: self.operators,
             raft: self.raft,
             max_body_bytes: self.max_body_bytes.unwrap_or_else(default_api_body),
+            node_key_file: self.node_key_file,
         };
         cfg.validate()?;
         Ok(cfg)

@@ -5,6 +5,8 @@
 //! - [`command`]: the replicated commands (the election logic grows them).
 //! - [`network`]: Raft RPCs over HTTP, authenticated with an HMAC of the body.
 //! - [`api`]: the axum routes (`/raft/*`, health, status, digest, cluster operations, writes).
+//! - [`head`]: the node key and signed heads.
+//! - [`metrics`]: Prometheus metrics (`GET /metrics`).
 //! - [`config`]: the node's configuration (TOML and flags).
 //! - [`node`]: wires everything together and runs a node until shutdown.
 
@@ -17,6 +19,8 @@ pub mod api;
 pub mod command;
 pub mod config;
 pub mod election;
+pub mod head;
+pub mod metrics;
 pub mod network;
 pub mod node;
 pub mod store;

@@ -26,19 +26,30 @@ pub async fn run_with(
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    let node_key = crate::head::load_or_create(&config.data_dir, config.node_key_file.as_deref())?;
     let store = store::open(&config.data_dir.join("db"), app).context("opening the store")?;
     let raft_config = Arc::new(config.raft_config()?);
     let network = Network::new(config.cluster_secret.as_bytes())?.with_peer_via(config.peer_via()?);
     let raft = Raft::new(config.id, raft_config, network, store.log, store.sm)
         .await
         .context("starting Raft")?;
+    crate::metrics::watch_raft(&raft);
+    let secret = Arc::new(config.cluster_secret.as_bytes().to_vec());
+    crate::head::spawn_registration(
+        raft.clone(),
+        store.handle.clone(),
+        config.id,
+        node_key.clone(),
+        secret.clone(),
+    );
 
     let state = AppState {
         id: config.id,
         advertise: config.advertise_addr().to_string(),
         raft: raft.clone(),
         store: store.handle,
-        secret: Arc::new(config.cluster_secret.as_bytes().to_vec()),
+        secret,
+        heads: Arc::new(crate::head::Heads::new(config.id, node_key)),
         operators: Arc::new(config.operators.clone()),
         peers: Arc::new(config.peers.clone()),
         http: reqwest::Client::builder()

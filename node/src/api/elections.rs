@@ -599,12 +599,21 @@ async fn signature_share(
 
 /// `POST /v1/elections/{id}/ballots`: cast. The receipt comes after commit and apply; an identical
 /// retry gets the original receipt; a cast after `closes_at` makes this node propose the close.
+/// Refusals are counted under their error code (casts forwarded to the leader are counted there).
 async fn cast(
     State(app): State<AppState>,
     P(id): P<String>,
     headers: HeaderMap,
     Raw(raw): Raw,
 ) -> Result<Response, ApiError> {
+    let res = cast_inner(app, id, headers, raw).await;
+    if let Err(e) = &res {
+        crate::metrics::global().ballot_rejected(&e.code);
+    }
+    res
+}
+
+async fn cast_inner(app: AppState, id: String, headers: HeaderMap, raw: Bytes) -> Result<Response, ApiError> {
     let path = format!("/v1/elections/{id}/ballots");
     forward_if_follower!(app, path, headers, raw);
     let store = app.store.clone();
@@ -612,7 +621,11 @@ async fn cast(
     let (id2, raw2) = (id.clone(), raw.clone());
     let plan = blocking(move || precheck::cast(&store, &contexts, &id2, &raw2, now_ms())).await?;
     let cmd = match plan {
-        CastPlan::Retry(b) => return Ok(Json(view::receipt(&id, &b)).into_response()),
+        CastPlan::Retry(b) => {
+            let mut receipt = view::receipt(&id, &b);
+            receipt.signed_head = signed_head(&app, b.index).await;
+            return Ok(Json(receipt).into_response());
+        }
         CastPlan::Verify(ctx, ballot) => {
             let (ballot, verified) = app
                 .verifier
@@ -649,19 +662,40 @@ async fn cast(
                     index,
                 },
             ..
-        } => Ok(Json(urna_client::wire::Receipt {
-            election_id: id,
-            ballot_hash,
-            previous_tracking_code,
-            tracking_code,
-            seq,
-            index,
-            signed_head: None,
-        })
-        .into_response()),
+        } => {
+            crate::metrics::global().ballots_cast.inc();
+            let head = signed_head(&app, index).await;
+            Ok(Json(urna_client::wire::Receipt {
+                election_id: id,
+                ballot_hash,
+                previous_tracking_code,
+                tracking_code,
+                seq,
+                index,
+                signed_head: head,
+            })
+            .into_response())
+        }
         Proposed::Applied { reply, .. } => Err(ApiError::internal(format!("unexpected reply {reply:?}"))),
         Proposed::Rejected { code, message } => Err(Refusal::from_rejected(&code, message).into()),
         Proposed::Forwarded(r) => Ok(r),
+    }
+}
+
+/// The answering node's signed head at or after `index`, for a receipt. The ballot is recorded
+/// whatever happens here, so a failure only leaves the head out (and is logged).
+async fn signed_head(app: &AppState, index: u64) -> Option<urna_client::head::SignedHead> {
+    let (store, heads) = (app.store.clone(), app.heads.clone());
+    match tokio::task::spawn_blocking(move || heads.signed_head(&store, index)).await {
+        Ok(Ok(h)) => Some((*h).clone()),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "signing the head of a receipt");
+            None
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "signing the head of a receipt");
+            None
+        }
     }
 }
 

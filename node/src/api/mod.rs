@@ -61,6 +61,8 @@ pub struct AppState {
     pub verifier: Arc<crate::election::batch::BatchVerifier>,
     /// Rate limit of spoiled-ballot challenges received by this node.
     pub challenges: Arc<crate::election::precheck::RateLimit>,
+    /// Signs this node's heads.
+    pub heads: Arc<crate::head::Heads>,
 }
 
 /// Builds the router. `max_body` limits API bodies; Raft RPC bodies get [`MAX_RAFT_BODY`].
@@ -69,12 +71,16 @@ pub fn router(app: AppState, max_body: usize) -> Router {
         .route(crate::network::PATH_APPEND, post(raft::append))
         .route(crate::network::PATH_VOTE, post(raft::vote))
         .route(crate::network::PATH_SNAPSHOT, post(raft::snapshot))
+        .route(crate::head::PATH_NODE_KEY, post(raft::node_key))
         .layer(DefaultBodyLimit::max(MAX_RAFT_BODY));
     let api = Router::new()
         .route("/healthz", get(status::healthz))
         .route("/readyz", get(status::readyz))
+        .route("/metrics", get(status::metrics))
         .route("/v1/status", get(status::status))
         .route("/v1/digest", get(status::digest))
+        .route("/v1/head", get(status::head))
+        .route("/v1/nodes", get(status::nodes))
         .route("/v1/cluster", get(cluster::show))
         .route("/v1/cluster/init", post(cluster::init))
         .route("/v1/cluster/learners", post(cluster::add_learner))
@@ -231,7 +237,19 @@ where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = WriteResult>,
 {
-    match op().await {
+    let metrics = crate::metrics::global();
+    let res = op().await;
+    match &res {
+        Ok(_) => {
+            metrics.proposals_committed.inc();
+        }
+        // Not proposed here: the leader counts it.
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {}
+        Err(_) => {
+            metrics.proposals_failed.inc();
+        }
+    }
+    match res {
         Ok(r) => Ok(Ok(r)),
         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
             Ok(Err(app.forward(&f, path, headers, body).await?))

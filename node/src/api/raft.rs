@@ -87,3 +87,33 @@ pub async fn snapshot(
     let req = decode(&body)?;
     Ok(encode(&app.raft.install_snapshot(req).await))
 }
+
+/// `POST /raft/node-key`: a member's node-key registration (MAC-authenticated, bincode
+/// [`Registration`](crate::head::Registration)); the leader checks the proof and proposes it.
+pub async fn node_key(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body?;
+    authenticate(&app, crate::head::PATH_NODE_KEY, peer, &headers, &body)?;
+    let reg: crate::head::Registration = decode(&body)?;
+    if !reg.check() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_proof",
+            "the node key's proof of possession does not verify",
+        ));
+    }
+    let proposer = format!("node-{}", reg.node);
+    let request = crate::store::Request {
+        command: reg.command(),
+        proposer,
+        stamp_ms: super::now_ms(),
+    };
+    match app.raft.client_write(request).await {
+        Ok(r) => Ok(axum::Json(serde_json::json!({"index": r.data.index})).into_response()),
+        Err(e) => Err(ApiError::unavailable("not_leader", e.to_string(), None)),
+    }
+}

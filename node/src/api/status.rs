@@ -120,3 +120,43 @@ pub async fn digest(
         )),
     }
 }
+
+/// `GET /metrics`: Prometheus text exposition format.
+pub async fn metrics(State(app): State<AppState>) -> Response {
+    // Fresh gauges at scrape time (the watcher also follows every change).
+    {
+        let m = app.raft.metrics();
+        let m = m.borrow();
+        let g = crate::metrics::global();
+        g.has_leader.set(i64::from(m.current_leader.is_some()));
+        g.term.set(i64::try_from(m.current_term).unwrap_or(i64::MAX));
+    }
+    match crate::metrics::global().encode() {
+        Ok(text) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => ApiError::internal(format!("encoding metrics: {e}")).into_response(),
+    }
+}
+
+/// `GET /v1/head`: this node's signed head at its applied index (design 5).
+pub async fn head(State(app): State<AppState>) -> Result<Response, ApiError> {
+    let (store, heads) = (app.store.clone(), app.heads.clone());
+    let h = tokio::task::spawn_blocking(move || heads.signed_head(&store, u64::MAX))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    Ok(Json(&*h).into_response())
+}
+
+/// `GET /v1/nodes`: the node keys registered in the log (to verify heads with).
+pub async fn nodes(State(app): State<AppState>) -> Result<Json<urna_client::head::NodeKeys>, ApiError> {
+    Ok(Json(
+        crate::head::node_keys(&app.store).map_err(ApiError::internal)?,
+    ))
+}

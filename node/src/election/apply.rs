@@ -135,7 +135,9 @@ fn dispatch(ctx: &ApplyContext<'_>, tx: &Tx, id: &str, cmd: &Command) -> Step<(R
             ..
         } => tally_share(ctx, tx, id, *custodian, partial, signature),
         Command::SignatureShare { custodian, share, .. } => signature_share(tx, id, *custodian, share),
-        Command::Noop | Command::Note { .. } => reject("not_an_election_command", "not an election command"),
+        Command::Noop | Command::Note { .. } | Command::RegisterNodeKey { .. } => {
+            reject("not_an_election_command", "not an election command")
+        }
     }
 }
 

@@ -32,6 +32,9 @@ impl Application for ElectionApp {
         trees: &AppTrees<'_>,
         request: &Request,
     ) -> Result<Outcome, ApplyError> {
+        if let crate::command::Command::RegisterNodeKey { node, key, proof } = &request.command {
+            return crate::head::apply_register(ctx, trees, *node, key, proof);
+        }
         match apply::apply(ctx, trees, &request.command)? {
             Some(outcome) => Ok(outcome),
             None => NotesApp.apply(ctx, trees, request),

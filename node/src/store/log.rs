@@ -14,11 +14,38 @@ const KEY_COMMITTED: &[u8] = b"committed";
 const KEY_PURGED: &[u8] = b"last_purged";
 
 /// The sled-backed Raft log store. Cloning shares the same trees (used as the log reader).
+///
+/// Group commit: an append writes its entries and hands its completion callback to a flusher thread,
+/// which flushes once for every append queued meanwhile and only then reports them persisted. No
+/// entry is reported persisted (so counted towards a quorum, or acknowledged) before a flush that
+/// follows its write has completed.
 #[derive(Clone)]
 pub struct LogStore {
     db: sled::Db,
     log: sled::Tree,
     meta: sled::Tree,
+    flusher: std::sync::mpsc::Sender<LogFlushed<TypeConfig>>,
+}
+
+/// Flushes the database for queued appends, then completes their callbacks (in order).
+fn run_flusher(db: sled::Db, rx: std::sync::mpsc::Receiver<LogFlushed<TypeConfig>>) {
+    while let Ok(first) = rx.recv() {
+        let mut pending = vec![first];
+        pending.extend(rx.try_iter());
+        let res = {
+            let _t = crate::metrics::Timer::start(&crate::metrics::global().fsync_duration);
+            db.flush()
+        };
+        for cb in pending {
+            match &res {
+                Ok(_) => cb.log_io_completed(Ok(())),
+                Err(e) => cb.log_io_completed(Err(std::io::Error::other(e.to_string()))),
+            }
+        }
+        if let Err(e) = res {
+            tracing::error!(error = %e, "flushing the Raft log");
+        }
+    }
 }
 
 fn log_read_err<E: std::error::Error + 'static>(e: &E) -> openraft::StorageError<NodeId> {
@@ -35,14 +62,22 @@ impl LogStore {
             db.open_tree(name)
                 .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Read, &e))
         };
+        let (flusher, rx) = std::sync::mpsc::channel();
+        let flush_db = db.clone();
+        std::thread::Builder::new()
+            .name("urna-log-flush".into())
+            .spawn(move || run_flusher(flush_db, rx))
+            .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, &e))?;
         Ok(LogStore {
             db: db.clone(),
             log: open("raft/log")?,
             meta: open("raft/meta")?,
+            flusher,
         })
     }
 
     async fn flush(&self, subject: ErrorSubject<NodeId>) -> StorageResult<()> {
+        let _t = crate::metrics::Timer::start(&crate::metrics::global().fsync_duration);
         self.db
             .flush_async()
             .await
@@ -155,18 +190,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             batch.insert(&entry.log_id.index.to_be_bytes(), bytes);
         }
         self.log.apply_batch(batch).map_err(|e| log_write_err(&e))?;
-        // Durable before reported: the callback runs only after the flush completed.
-        match self.db.flush_async().await {
-            Ok(_) => {
-                callback.log_io_completed(Ok(()));
-                Ok(())
-            }
-            Err(e) => {
-                let err = log_write_err(&e);
-                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
-                Err(err)
-            }
+        // Durable before reported: the flusher completes the callback only after a flush that
+        // started after this write.
+        if let Err(std::sync::mpsc::SendError(callback)) = self.flusher.send(callback) {
+            // The flusher is gone (cannot happen while a sender lives): flush here instead.
+            let res = self.db.flush_async().await;
+            let io = res
+                .as_ref()
+                .map(|_| ())
+                .map_err(|e| std::io::Error::other(e.to_string()));
+            callback.log_io_completed(io);
+            res.map_err(|e| log_write_err(&e))?;
         }
+        Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> StorageResult<()> {

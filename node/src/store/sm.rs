@@ -170,6 +170,28 @@ impl SmHandle {
         self.inner.state()
     }
 
+    /// Runs `f` over the bookkeeping and the application trees in one read transaction, so that what
+    /// it reads belongs to one applied index (a batch applies in one transaction).
+    pub fn read_tx<T>(
+        &self,
+        f: impl Fn(&SmState, &AppTrees<'_>) -> Result<T, ApplyError>,
+    ) -> StorageResult<T> {
+        let trees = self.inner.all_trees();
+        let names = self.inner.app_names;
+        trees[..]
+            .transaction(|views| {
+                let st: SmState = match views[0].get(KEY_STATE)? {
+                    Some(v) => decode(&v).map_err(|e| ConflictableTransactionError::Abort(e.into()))?,
+                    None => SmState {
+                        digest: GENESIS,
+                        ..Default::default()
+                    },
+                };
+                f(&st, &AppTrees::new(names, &views[2..])).map_err(ConflictableTransactionError::Abort)
+            })
+            .map_err(tx_err)
+    }
+
     /// Reads one key of one application tree (outside any transaction).
     pub fn app_get(&self, tree: &str, key: &[u8]) -> StorageResult<Option<Vec<u8>>> {
         let name = format!("app/{tree}");
@@ -177,6 +199,18 @@ impl SmHandle {
             Some((_, t)) => Ok(t.get(key).map_err(|e| sm_read(&e))?.map(|v| v.to_vec())),
             None => Ok(None),
         }
+    }
+
+    /// Every key of one application tree, in key order (outside any transaction).
+    pub fn app_keys(&self, tree: &str) -> StorageResult<Vec<Vec<u8>>> {
+        let name = format!("app/{tree}");
+        let Some((_, t)) = self.inner.data_trees.iter().find(|(n, _)| *n == name) else {
+            return Ok(Vec::new());
+        };
+        t.iter()
+            .keys()
+            .map(|k| k.map(|k| k.to_vec()).map_err(|e| sm_read(&e)))
+            .collect()
     }
 
     /// Every key/value pair of one application tree, in key order (outside any transaction).
@@ -227,6 +261,7 @@ impl StateMachineStore {
     }
 
     async fn flush(&self) -> StorageResult<()> {
+        let _t = crate::metrics::Timer::start(&crate::metrics::global().fsync_duration);
         self.inner.db.flush_async().await.map_err(|e| sm_write(&e))?;
         Ok(())
     }
@@ -425,7 +460,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
-        let out = self.apply_batch(&entries)?;
+        let out = {
+            let _t = crate::metrics::Timer::start(&crate::metrics::global().apply_duration);
+            self.apply_batch(&entries)?
+        };
         self.flush().await?;
         Ok(out)
     }
