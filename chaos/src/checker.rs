@@ -345,7 +345,7 @@ mod tests {
 
     fn op(b: &Arc<Ballot>, acked: bool) -> Op {
         let outcome = if acked {
-            Outcome::Acked(Receipt {
+            Outcome::Acked(Box::new(Receipt {
                 election_id: "e".into(),
                 ballot_hash: b.hash,
                 previous_tracking_code: [0; 32],
@@ -353,7 +353,7 @@ mod tests {
                 seq: 0,
                 index: 1,
                 signed_head: None,
-            })
+            }))
         } else {
             Outcome::Unknown("timed out".into())
         };

@@ -24,7 +24,7 @@ use crate::election::Ballot;
 #[derive(Clone, Debug)]
 pub enum Outcome {
     /// A receipt.
-    Acked(Receipt),
+    Acked(Box<Receipt>),
     /// A definitive refusal (4xx other than 421/429).
     Refused {
         /// HTTP status.
@@ -262,7 +262,7 @@ fn spawn(s: &Arc<Shared>, kind: OpKind, ballot: Arc<Ballot>, node: u64, attempts
 }
 
 enum Attempt {
-    Ok(Receipt),
+    Ok(Box<Receipt>),
     Refused(u16, String),
     Retryable(String),
 }
@@ -291,7 +291,7 @@ async fn attempt(s: &Shared, node: u64, body: &[u8]) -> Attempt {
     let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
     if status == 200 {
         return match serde_json::from_value::<Receipt>(v) {
-            Ok(rc) => Attempt::Ok(rc),
+            Ok(rc) => Attempt::Ok(Box::new(rc)),
             Err(e) => Attempt::Retryable(format!("undecodable receipt: {e}")),
         };
     }
