@@ -141,6 +141,20 @@ async fn metrics_node_keys_and_signed_heads_on_three_nodes() {
     assert!(heads
         .windows(2)
         .all(|w| w[0].head.elections == w[1].head.elections));
+    // The observer page of every node shows the same digest at the same applied index, the election
+    // with its ballot count, and links to every member.
+    for id in 1..=3 {
+        let r = c.http.get(c.url(id, "/")).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let html = r.text().await.unwrap();
+        assert!(html.contains(&digest), "node {id} page lacks the digest");
+        assert!(html.contains(&format!("Applied index <b>{index}</b>")), "{html}");
+        assert!(
+            html.contains(&format!("<td>{}</td>", e.id)) && html.contains("<td>6</td>"),
+            "{html}"
+        );
+        assert_eq!(html.matches("<li><a href=").count(), 3, "{html}");
+    }
     // A tampered head does not verify; a head presented as another node's does not either.
     let mut t = heads[0].clone();
     t.head.digest[0] ^= 1;

@@ -1109,17 +1109,13 @@ async fn demo(g: &Globals, a: DemoArgs, bin: PathBuf) -> CmdResult {
     }
     if !g.json {
         println!();
-        let page = reqwest::get(format!("{}/", urls[0]))
-            .await
-            .is_ok_and(|r| r.status().is_success());
-        if page {
-            println!("The cluster keeps running. Observer page: {}/", urls[0]);
-        } else {
-            println!(
-                "The cluster keeps running at {} (this node version serves no observer page yet; watch it with urna observe).",
-                urls.join(", ")
-            );
-        }
+        println!(
+            "The cluster keeps running. Observer pages: {}",
+            urls.iter()
+                .map(|u| format!("{u}/"))
+                .collect::<Vec<_>>()
+                .join("  ")
+        );
         println!(
             "Try: URNA_NODES={} urna observe   |   urna --node {} election show {DEMO_ELECTION}",
             urls.join(","),

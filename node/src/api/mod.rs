@@ -8,6 +8,7 @@
 mod cluster;
 mod elections;
 mod error;
+mod observer;
 mod raft;
 mod status;
 
@@ -74,6 +75,7 @@ pub fn router(app: AppState, max_body: usize) -> Router {
         .route(crate::head::PATH_NODE_KEY, post(raft::node_key))
         .layer(DefaultBodyLimit::max(MAX_RAFT_BODY));
     let api = Router::new()
+        .route("/", get(observer::page))
         .route("/healthz", get(status::healthz))
         .route("/readyz", get(status::readyz))
         .route("/metrics", get(status::metrics))
