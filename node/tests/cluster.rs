@@ -28,8 +28,9 @@ async fn three_nodes_replicate_fail_over_and_catch_up() {
             assert_eq!(v["reply"]["note"]["seq"].as_u64().unwrap(), (id - 1) * 3 + k + 1);
         }
     }
+    // Nodes also register their signing keys through the log, so the common index may be past `last`.
     let (index, digest) = c.converged(&[1, 2, 3], last).await;
-    assert_eq!(index, last);
+    assert!(index >= last);
     assert_eq!(digest.len(), 64);
 
     // Authentication: operators and the Raft MAC.
