@@ -237,7 +237,26 @@ election_max_ms = 600
         c.start_all();
         c.init();
         c.wait_leader(&c.ids());
+        c.wait_node_keys(&c.ids());
         c
+    }
+
+    /// Waits until every node of `ids` sees all of their signing keys registered in the log. Nodes
+    /// register their keys through the log by themselves after joining; tests that compare exact log
+    /// indexes wait for that first so no such entry lands in the middle of them.
+    pub fn wait_node_keys(&self, ids: &[u64]) {
+        let client = self.client(None);
+        wait_for("registered node keys", DEADLINE, || {
+            for id in ids {
+                let keys: urna_client::head::NodeKeys = self
+                    .block_on(client.get_json_from(&self.url(*id), "/v1/nodes"))
+                    .ok()?;
+                if !ids.iter().all(|n| keys.nodes.iter().any(|k| k.node == *n)) {
+                    return None;
+                }
+            }
+            Some(())
+        });
     }
 
     /// The temporary directory holding configs, data and logs.
