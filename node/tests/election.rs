@@ -4,6 +4,9 @@
 //! deadline; the tests run one at a time (they share two cores with the node processes).
 
 mod common;
+#[path = "common/elect.rs"]
+mod elect;
+use elect::{get_json, now_ms, post_raw};
 
 use std::time::{Duration, Instant};
 
@@ -33,13 +36,6 @@ const WINDOW_MS: i64 = 30_000;
 /// The tests of this file run one at a time (an async lock: a failed test does not poison it).
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
 /// An election driven from the test: its custodians' keys and secrets, voters' codes, ballot context.
 struct Election {
     id: String,
@@ -48,26 +44,6 @@ struct Election {
     secrets: Vec<CustodianSecrets>,
     codes: Vec<CredentialCode>,
     ctx: BallotContext,
-}
-
-async fn post_raw(
-    c: &Cluster,
-    node: u64,
-    path: &str,
-    token: Option<&str>,
-    body: Vec<u8>,
-) -> Option<(u16, Value)> {
-    let mut rb = c
-        .http
-        .post(c.url(node, path))
-        .header("content-type", "application/json")
-        .body(body);
-    if let Some(t) = token {
-        rb = rb.bearer_auth(t);
-    }
-    let r = rb.send().await.ok()?;
-    let status = r.status().as_u16();
-    Some((status, r.json().await.unwrap_or(Value::Null)))
 }
 
 /// Posts until an answer other than 503 / no connection (spreading over `nodes`); returns it.
@@ -104,15 +80,6 @@ async fn post_ok(
     let (s, v) = post_until(c, &[node], path, token, body).await;
     assert_eq!(s, 200, "POST {path}: {v}");
     v
-}
-
-async fn get_json<T: serde::de::DeserializeOwned>(c: &Cluster, node: u64, path: &str) -> T {
-    let (s, v) = wait_for(&format!("GET {path}"), || async {
-        c.get(node, path).await.filter(|(s, _)| *s != 503)
-    })
-    .await;
-    assert_eq!(s, 200, "GET {path}: {v}");
-    serde_json::from_value(v).unwrap()
 }
 
 async fn ceremony_state(c: &Cluster, node: u64, id: &str) -> CeremonyState {
